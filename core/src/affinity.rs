@@ -1,0 +1,335 @@
+//! t-SNE input affinities: perplexity calibration of conditional P, then symmetrisation into
+//! a CSR matrix that sums to one (MATH §2).
+
+use crate::error::{ensure, ensure_len, Error, Result};
+use crate::parallel::Parallel;
+
+/// Largest number of calibration steps per row.
+pub const MAX_STEPS: usize = 200;
+/// Target accuracy of each row's entropy, in nats.
+pub const ENTROPY_TOL: f64 = 1e-6;
+
+const TASK_ROWS: usize = 256;
+
+/// Neighbours per point that t-SNE uses for a perplexity: min(N - 1, ⌊3·perplexity⌋).
+pub fn neighbours_for_perplexity(n: usize, perplexity: f32) -> usize {
+    let k = libm::floorf(3.0 * perplexity) as usize;
+    k.clamp(1, n.saturating_sub(1).max(1))
+}
+
+/// Validates a perplexity for `n` points.
+pub fn check_perplexity(n: usize, perplexity: f32) -> Result<()> {
+    ensure(perplexity.is_finite() && perplexity >= 1.0, "perplexity", "must be a finite number >= 1")?;
+    if n < 2 || perplexity > (n - 1) as f32 {
+        return Err(Error::PerplexityTooLarge { perplexity, n });
+    }
+    Ok(())
+}
+
+/// Sparse row-major matrix.
+#[derive(Clone, Copy, Debug)]
+pub struct CsrRef<'a> {
+    pub indptr: &'a [usize],
+    pub indices: &'a [u32],
+    pub values: &'a [f32],
+}
+
+impl CsrRef<'_> {
+    pub fn rows(&self) -> usize {
+        self.indptr.len() - 1
+    }
+    pub fn nnz(&self) -> usize {
+        self.indptr[self.rows()]
+    }
+    #[inline]
+    pub fn row(&self, i: usize) -> (&[u32], &[f32]) {
+        let (s, e) = (self.indptr[i], self.indptr[i + 1]);
+        (&self.indices[s..e], &self.values[s..e])
+    }
+}
+
+/// Turns each row of neighbour distances (`n*k`, any order) into conditional probabilities
+/// p_{j|i} ∝ exp(−β_i d_ij) whose entropy is ln(perplexity), in place.
+/// `betas` (optional, length n) receives β_i for the distances as given.
+pub fn calibrate_perplexity(
+    dist_to_p: &mut [f32],
+    k: usize,
+    perplexity: f32,
+    par: &dyn Parallel,
+    betas: Option<&mut [f32]>,
+) -> Result<()> {
+    ensure(k >= 1, "k", "must be at least 1")?;
+    ensure(perplexity.is_finite() && perplexity > 0.0, "perplexity", "must be a finite positive number")?;
+    ensure(dist_to_p.len() % k == 0, "distances", "length is not a multiple of k")?;
+    if let Some(i) = dist_to_p.iter().position(|d| !d.is_finite() || *d < 0.0) {
+        return Err(Error::NonFinite { row: i / k, col: i % k });
+    }
+    let n = dist_to_p.len() / k;
+    let target = libm::log(perplexity as f64);
+    let mut none: [f32; 0] = [];
+    let (betas, bw) = match betas {
+        Some(b) => {
+            ensure_len("betas", n, b.len())?;
+            (&mut b[..n], 1)
+        }
+        None => (&mut none[..], 0),
+    };
+    crate::parallel::for_row_chunks2(par, n, TASK_ROWS, dist_to_p, k, betas, bw, &|_, _, rows, chunk, bchunk| {
+        for r in 0..rows {
+            let beta = calibrate_row(&mut chunk[r * k..(r + 1) * k], target);
+            if bw == 1 {
+                bchunk[r] = beta as f32;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Entropy (nats) and normaliser of exp(−β(d − d_min)) over a row, in f64.
+fn entropy(d: &[f32], dmin: f64, beta: f64) -> (f64, f64, f64) {
+    let (mut s, mut sd, mut sdd) = (0.0f64, 0.0f64, 0.0f64);
+    for &x in d {
+        let dx = x as f64 - dmin;
+        let e = libm::exp(-beta * dx);
+        s += e;
+        sd += e * dx;
+        sdd += e * dx * dx;
+    }
+    let mean = sd / s;
+    let var = (sdd / s - mean * mean).max(0.0);
+    (libm::log(s) + beta * mean, s, var)
+}
+
+/// Bracketed Newton on β for one row; writes probabilities over the distances. Returns β.
+fn calibrate_row(d: &mut [f32], target: f64) -> f64 {
+    let dmin = d.iter().fold(f32::INFINITY, |a, &b| a.min(b)) as f64;
+    let spread = d.iter().map(|&x| x as f64 - dmin).sum::<f64>() / d.len() as f64;
+    // Entropy falls as β grows; start at the scale of the distances.
+    let mut beta = if spread > 0.0 { 1.0 / spread } else { 1.0 };
+    let (mut lo, mut hi) = (0.0f64, f64::INFINITY);
+    for _ in 0..MAX_STEPS {
+        let (h, _, var) = entropy(d, dmin, beta);
+        let diff = h - target;
+        if diff.abs() < ENTROPY_TOL {
+            break;
+        }
+        if diff > 0.0 { lo = beta } else { hi = beta }
+        // dH/dβ = −β·Var(d); take the Newton step when it stays inside the bracket.
+        let slope = -beta * var;
+        let newton = if slope < 0.0 { beta - diff / slope } else { f64::NAN };
+        beta = if newton > lo && newton < hi {
+            newton
+        } else if hi.is_finite() {
+            0.5 * (lo + hi)
+        } else {
+            beta * 2.0
+        };
+        if (hi.is_finite() && hi - lo <= 1e-15 * hi) || !beta.is_finite() {
+            break;
+        }
+    }
+    let (_, s, _) = entropy(d, dmin, beta);
+    for x in d.iter_mut() {
+        *x = (libm::exp(-beta * (*x as f64 - dmin)) / s) as f32;
+    }
+    beta
+}
+
+/// Upper bound on the non-zeros of the symmetrised matrix: 2·n·k.
+pub fn symmetric_nnz_bound(n: usize, k: usize) -> usize {
+    2 * n * k
+}
+
+/// P = (P_cond + P_condᵀ) / (2n) as CSR with sorted columns. `idx`, `p_cond`: `n*k`.
+/// `indptr`: n+1; `indices`, `values`: `symmetric_nnz_bound`; `cursor`: n scratch.
+/// Returns the number of non-zeros.
+pub fn symmetrize(
+    idx: &[u32],
+    p_cond: &[f32],
+    k: usize,
+    indptr: &mut [usize],
+    indices: &mut [u32],
+    values: &mut [f32],
+    cursor: &mut [usize],
+) -> Result<usize> {
+    ensure(k >= 1 && idx.len() % k == 0, "k", "neighbour list length is not a multiple of k")?;
+    let n = idx.len() / k;
+    ensure_len("conditional P", n * k, p_cond.len())?;
+    ensure_len("indptr", n + 1, indptr.len())?;
+    ensure_len("indices", 2 * n * k, indices.len())?;
+    ensure_len("values", 2 * n * k, values.len())?;
+    ensure_len("cursor", n, cursor.len())?;
+    if let Some(&j) = idx.iter().find(|&&j| j as usize >= n) {
+        return Err(Error::InvalidParameter { name: "neighbour index", reason: if j == u32::MAX { "unset" } else { "out of range" } });
+    }
+    // Row i holds its k own entries, then one per point that has i as a neighbour.
+    indptr[..=n].fill(0);
+    for &j in &idx[..n * k] {
+        indptr[j as usize + 1] += 1;
+    }
+    for i in 0..n {
+        indptr[i + 1] += indptr[i] + k;
+    }
+    for i in 0..n {
+        let s = indptr[i];
+        indices[s..s + k].copy_from_slice(&idx[i * k..(i + 1) * k]);
+        values[s..s + k].copy_from_slice(&p_cond[i * k..(i + 1) * k]);
+        cursor[i] = s + k;
+    }
+    for i in 0..n {
+        for c in 0..k {
+            let j = idx[i * k + c] as usize;
+            let at = cursor[j];
+            indices[at] = i as u32;
+            values[at] = p_cond[i * k + c];
+            cursor[j] += 1;
+        }
+    }
+    // Sort each row by column, merge duplicates, scale, and compact.
+    let scale = 1.0 / (2.0 * n as f64);
+    let mut out = 0;
+    for i in 0..n {
+        let (s, e) = (indptr[i], indptr[i + 1]);
+        heap_sort_pairs(&mut indices[s..e], &mut values[s..e]);
+        indptr[i] = out;
+        let mut a = s;
+        while a < e {
+            let col = indices[a];
+            let mut v = 0.0f64;
+            while a < e && indices[a] == col {
+                v += values[a] as f64;
+                a += 1;
+            }
+            indices[out] = col;
+            values[out] = (v * scale) as f32;
+            out += 1;
+        }
+    }
+    indptr[n] = out;
+    Ok(out)
+}
+
+/// In-place heapsort of (key, value) pairs by key.
+fn heap_sort_pairs(keys: &mut [u32], vals: &mut [f32]) {
+    let n = keys.len();
+    let sift = |keys: &mut [u32], vals: &mut [f32], mut p: usize, len: usize| loop {
+        let l = 2 * p + 1;
+        if l >= len {
+            break;
+        }
+        let c = if l + 1 < len && keys[l + 1] > keys[l] { l + 1 } else { l };
+        if keys[c] > keys[p] {
+            keys.swap(c, p);
+            vals.swap(c, p);
+            p = c;
+        } else {
+            break;
+        }
+    };
+    for p in (0..n / 2).rev() {
+        sift(keys, vals, p, n);
+    }
+    for end in (1..n).rev() {
+        keys.swap(0, end);
+        vals.swap(0, end);
+        sift(keys, vals, 0, end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+    use crate::Serial;
+
+    fn row_entropy(p: &[f32]) -> f64 {
+        -p.iter().filter(|&&v| v > 0.0).map(|&v| (v as f64) * (v as f64).ln()).sum::<f64>()
+    }
+
+    #[test]
+    fn each_row_reaches_the_target_entropy() {
+        let mut r = Rng::new(5);
+        let (n, k) = (200, 90);
+        for &perp in &[5.0f32, 30.0, 50.0] {
+            // Squared distances on very different scales per row, as in raw MNIST.
+            let mut d: Vec<f32> = (0..n * k)
+                .map(|i| {
+                    let scale = 10f64.powi((i / k % 7) as i32 - 2);
+                    (r.uniform() * scale + scale * 0.1) as f32
+                })
+                .collect();
+            calibrate_perplexity(&mut d, k, perp, &Serial, None).unwrap();
+            for i in 0..n {
+                let row = &d[i * k..(i + 1) * k];
+                let sum: f64 = row.iter().map(|&v| v as f64).sum();
+                assert!((sum - 1.0).abs() < 1e-5, "row {i} sums to {sum}");
+                let h = row_entropy(row);
+                // Floor from the issue: |H − ln(perplexity)| < 1e-5 nats.
+                assert!((h - (perp as f64).ln()).abs() < 1e-5, "row {i}: H = {h}, target {}", (perp as f64).ln());
+            }
+        }
+    }
+
+    #[test]
+    fn equal_or_zero_distances_give_uniform_rows() {
+        let mut d = vec![0.0f32; 10];
+        calibrate_perplexity(&mut d, 10, 3.0, &Serial, None).unwrap();
+        assert!(d.iter().all(|&v| (v - 0.1).abs() < 1e-7));
+        let mut d = vec![4.0f32; 10];
+        calibrate_perplexity(&mut d, 10, 3.0, &Serial, None).unwrap();
+        assert!(d.iter().all(|&v| (v - 0.1).abs() < 1e-7));
+    }
+
+    #[test]
+    fn symmetrised_p_is_symmetric_and_sums_to_one() {
+        let mut r = Rng::new(9);
+        let (n, k) = (300, 12);
+        let mut idx = vec![0u32; n * k];
+        let mut p = vec![0.0f32; n * k];
+        for i in 0..n {
+            let mut chosen = Vec::new();
+            while chosen.len() < k {
+                let j = r.below(n) as u32;
+                if j as usize != i && !chosen.contains(&j) {
+                    chosen.push(j);
+                }
+            }
+            idx[i * k..(i + 1) * k].copy_from_slice(&chosen);
+            let w: Vec<f64> = (0..k).map(|_| r.uniform() + 0.01).collect();
+            let s: f64 = w.iter().sum();
+            for c in 0..k {
+                p[i * k + c] = (w[c] / s) as f32;
+            }
+        }
+        let mut indptr = vec![0; n + 1];
+        let mut ind = vec![0u32; 2 * n * k];
+        let mut val = vec![0.0f32; 2 * n * k];
+        let mut cur = vec![0usize; n];
+        let nnz = symmetrize(&idx, &p, k, &mut indptr, &mut ind, &mut val, &mut cur).unwrap();
+        let csr = CsrRef { indptr: &indptr, indices: &ind[..nnz], values: &val[..nnz] };
+        let total: f64 = csr.values.iter().map(|&v| v as f64).sum();
+        assert!((total - 1.0).abs() < 1e-5, "sum {total}");
+        let get = |i: usize, j: usize| {
+            let (c, v) = csr.row(i);
+            c.binary_search(&(j as u32)).map(|a| v[a]).unwrap_or(0.0)
+        };
+        for i in 0..n {
+            let (cols, vals) = csr.row(i);
+            assert!(cols.windows(2).all(|w| w[0] < w[1]), "row {i} columns sorted and unique");
+            for (&j, &v) in cols.iter().zip(vals) {
+                assert_ne!(j as usize, i);
+                assert_eq!(v, get(j as usize, i), "P[{i},{j}] != P[{j},{i}]");
+            }
+        }
+    }
+
+    #[test]
+    fn perplexity_limits() {
+        assert!(check_perplexity(100, 30.0).is_ok());
+        assert!(matches!(check_perplexity(30, 30.0), Err(Error::PerplexityTooLarge { .. })));
+        assert!(matches!(check_perplexity(30, 40.0), Err(Error::PerplexityTooLarge { .. })));
+        assert!(check_perplexity(30, f32::NAN).is_err());
+        assert_eq!(neighbours_for_perplexity(10_000, 30.0), 90);
+        assert_eq!(neighbours_for_perplexity(20, 10.0), 19);
+    }
+}

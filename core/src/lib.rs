@@ -1,0 +1,33 @@
+//! ember-core: the numerical core of ember.
+//!
+//! `#![no_std]` and allocation-free: every routine writes into caller-provided buffers, and
+//! every routine that needs scratch space has a size query. Data flows one way:
+//! `knn` → `affinity` → `init` → `tsne` (gradient + optimiser) → `metrics`.
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod affinity;
+pub mod bh;
+pub mod error;
+pub mod gradient;
+pub mod init;
+pub mod knn;
+pub mod matrix;
+pub mod metrics;
+pub mod observer;
+pub mod parallel;
+pub mod rng;
+pub mod scratch;
+pub mod simd;
+#[cfg(feature = "std")]
+pub mod threads;
+pub mod tsne;
+
+pub use error::{Error, Result};
+pub use matrix::{MatMut, MatRef};
+pub use observer::{Control, Observer, Progress, Silent, Stage};
+pub use parallel::{Parallel, Serial};
+pub use rng::Rng;
+
+/// The crate version, for frontends that report it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

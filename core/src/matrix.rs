@@ -1,0 +1,122 @@
+//! Row-major matrix views with a row stride (in elements).
+
+use crate::error::{Error, Result};
+
+/// A read-only row-major view: row `i` is `data[i*stride .. i*stride + cols]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    stride: usize,
+}
+
+fn needed_len(rows: usize, cols: usize, stride: usize) -> Option<usize> {
+    if rows == 0 {
+        return Some(0);
+    }
+    (rows - 1).checked_mul(stride)?.checked_add(cols)
+}
+
+fn check_shape(len: usize, rows: usize, cols: usize, stride: usize) -> Result<()> {
+    if cols == 0 {
+        return Err(Error::NoDimensions);
+    }
+    if stride < cols {
+        return Err(Error::InvalidParameter { name: "row stride", reason: "smaller than the column count" });
+    }
+    let need = needed_len(rows, cols, stride)
+        .ok_or(Error::InvalidParameter { name: "shape", reason: "rows * stride overflows" })?;
+    if len < need {
+        return Err(Error::Shape { what: "matrix data", expected: need, got: len });
+    }
+    Ok(())
+}
+
+impl<'a> MatRef<'a> {
+    pub fn new(data: &'a [f32], rows: usize, cols: usize, stride: usize) -> Result<Self> {
+        check_shape(data.len(), rows, cols, stride)?;
+        Ok(Self { data, rows, cols, stride })
+    }
+
+    /// A densely packed matrix (stride = cols).
+    pub fn dense(data: &'a [f32], rows: usize, cols: usize) -> Result<Self> {
+        if cols != 0 && data.len() != rows * cols {
+            return Err(Error::Shape { what: "matrix data", expected: rows * cols, got: data.len() });
+        }
+        Self::new(data, rows, cols, cols)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    #[inline]
+    pub fn row(&self, i: usize) -> &'a [f32] {
+        let s = i * self.stride;
+        &self.data[s..s + self.cols]
+    }
+
+    /// The first non-finite entry, if any, as an error.
+    pub fn check_finite(&self) -> Result<()> {
+        for i in 0..self.rows {
+            if let Some(col) = self.row(i).iter().position(|v| !v.is_finite()) {
+                return Err(Error::NonFinite { row: i, col });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A mutable row-major view with a row stride.
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    stride: usize,
+}
+
+impl<'a> MatMut<'a> {
+    pub fn new(data: &'a mut [f32], rows: usize, cols: usize, stride: usize) -> Result<Self> {
+        check_shape(data.len(), rows, cols, stride)?;
+        Ok(Self { data, rows, cols, stride })
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    #[inline]
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        let s = i * self.stride;
+        &mut self.data[s..s + self.cols]
+    }
+    pub fn as_ref(&self) -> MatRef<'_> {
+        MatRef { data: self.data, rows: self.rows, cols: self.cols, stride: self.stride }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strided_rows_and_shape_errors() {
+        let d = [1.0, 2.0, 9.0, 3.0, 4.0];
+        let m = MatRef::new(&d, 2, 2, 3).unwrap();
+        assert_eq!(m.row(1), &[3.0, 4.0]);
+        assert!(matches!(MatRef::new(&d, 3, 2, 3), Err(Error::Shape { .. })));
+        assert!(matches!(MatRef::new(&d, 2, 0, 3), Err(Error::NoDimensions)));
+        assert!(matches!(MatRef::new(&d, 2, 3, 2), Err(Error::InvalidParameter { .. })));
+        let bad = [1.0, f32::NAN];
+        assert_eq!(MatRef::dense(&bad, 1, 2).unwrap().check_finite(), Err(Error::NonFinite { row: 0, col: 1 }));
+    }
+}

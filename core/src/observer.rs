@@ -1,0 +1,46 @@
+//! Progress reporting and cancellation. The core calls the observer between units of work,
+//! always from the calling thread.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub enum Stage {
+    Knn = 0,
+    Affinities = 1,
+    Init = 2,
+    Optimize = 3,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub stage: Stage,
+    /// Units done so far in this stage (rows for kNN, iterations for the optimiser).
+    pub done: usize,
+    pub total: usize,
+    /// KL(P‖Q) when the optimiser computed it at this step.
+    pub loss: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+pub trait Observer {
+    fn observe(&mut self, progress: &Progress) -> Control;
+}
+
+/// An observer that never stops anything.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn observe(&mut self, _: &Progress) -> Control {
+        Control::Continue
+    }
+}
+
+impl<F: FnMut(&Progress) -> Control> Observer for F {
+    fn observe(&mut self, progress: &Progress) -> Control {
+        self(progress)
+    }
+}

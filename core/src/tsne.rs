@@ -1,0 +1,400 @@
+//! t-SNE end to end: kNN → calibrated P → initialisation → gradient descent (MATH §2–3).
+//!
+//! The optimiser follows openTSNE's recipe: early exaggeration, momentum, delta-bar-delta
+//! gains, per-point step clipping, and the "auto" learning rate max(N/ρ, 50). Like openTSNE
+//! and FIt-SNE, the step is taken on ¼ of ∂KL/∂y, which is what that learning rate is tuned for.
+
+use crate::affinity::{self, CsrRef};
+use crate::bh::{self, BhNode};
+use crate::error::{ensure, ensure_len, Error, Result};
+use crate::gradient::{self, OutputKernel, RepulsionMethod};
+use crate::init;
+use crate::knn::{self, Kernel, Metric};
+use crate::matrix::MatRef;
+use crate::observer::{Control, Observer, Progress, Stage};
+use crate::parallel::Parallel;
+use crate::scratch::{Scratch, ScratchSize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repulsion {
+    Exact,
+    BarnesHut,
+    /// Exact below `AUTO_EXACT_MAX` points or for output dimensions other than 2 and 3,
+    /// Barnes–Hut otherwise.
+    Auto,
+}
+
+/// Largest N for which `Repulsion::Auto` picks the exact O(N²) sum.
+pub const AUTO_EXACT_MAX: usize = 1000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    Pca,
+    Random,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct TsneParams {
+    /// Output dimensions.
+    pub dims: usize,
+    pub perplexity: f32,
+    pub metric: Metric,
+    /// Iterations with exaggerated P.
+    pub early_iters: usize,
+    /// Iterations after early exaggeration.
+    pub iters: usize,
+    pub exaggeration: f32,
+    /// Learning rate; 0 means "auto": max(N / exaggeration of the phase, 50).
+    pub learning_rate: f32,
+    pub momentum: f32,
+    /// Degrees of freedom α of the output kernel (1 = Cauchy).
+    pub dof: f32,
+    /// Barnes–Hut opening angle.
+    pub theta: f32,
+    pub repulsion: Repulsion,
+    pub init: Init,
+    pub seed: u64,
+    /// Largest step a point may take in one iteration (0 = no limit).
+    pub max_step_norm: f32,
+    /// Compute KL(P‖Q) every this many iterations (and at the last).
+    pub kl_every: usize,
+}
+
+impl Default for TsneParams {
+    fn default() -> Self {
+        TsneParams {
+            dims: 2,
+            perplexity: 30.0,
+            metric: Metric::SqEuclidean,
+            early_iters: 250,
+            iters: 500,
+            exaggeration: 12.0,
+            learning_rate: 0.0,
+            momentum: 0.8,
+            dof: 1.0,
+            theta: 0.5,
+            repulsion: Repulsion::Auto,
+            init: Init::Pca,
+            seed: 42,
+            max_step_norm: 5.0,
+            kl_every: 50,
+        }
+    }
+}
+
+impl TsneParams {
+    /// Checks everything that does not depend on the data.
+    pub fn validate(&self) -> Result<()> {
+        ensure(self.dims >= 1, "dims", "must be at least 1")?;
+        ensure(self.perplexity.is_finite() && self.perplexity >= 1.0, "perplexity", "must be a finite number >= 1")?;
+        ensure(self.exaggeration.is_finite() && self.exaggeration > 0.0, "exaggeration", "must be a finite number > 0")?;
+        ensure(self.learning_rate.is_finite() && self.learning_rate >= 0.0, "learning rate", "must be a finite number > 0 (or 0 for auto)")?;
+        ensure(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum), "momentum", "must be in [0, 1)")?;
+        ensure(self.dof.is_finite() && self.dof > 0.0, "dof", "degrees of freedom must be a finite number > 0")?;
+        ensure(self.theta.is_finite() && self.theta >= 0.0, "theta", "must be a finite number >= 0")?;
+        ensure(self.max_step_norm.is_finite() && self.max_step_norm >= 0.0, "max step norm", "must be a finite number >= 0")?;
+        if self.repulsion == Repulsion::BarnesHut {
+            ensure(self.dims == 2 || self.dims == 3, "repulsion", "Barnes-Hut needs 2-D or 3-D output")?;
+        }
+        if self.init == Init::Pca {
+            ensure(self.dims <= init::PCA_BLOCK, "init", "PCA initialisation supports at most 8 output dimensions; use random")?;
+        }
+        Ok(())
+    }
+
+    /// The repulsion method used for `n` points.
+    pub fn repulsion_method(&self, n: usize) -> RepulsionMethod {
+        let bh_ok = self.dims == 2 || self.dims == 3;
+        match self.repulsion {
+            Repulsion::Exact => RepulsionMethod::Exact,
+            Repulsion::BarnesHut => RepulsionMethod::BarnesHut { theta: self.theta },
+            Repulsion::Auto if bh_ok && n > AUTO_EXACT_MAX => RepulsionMethod::BarnesHut { theta: self.theta },
+            Repulsion::Auto => RepulsionMethod::Exact,
+        }
+    }
+}
+
+/// What a run reports.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TsneSummary {
+    pub iterations: usize,
+    /// KL(P‖Q) at the last evaluation.
+    pub kl: f64,
+    pub neighbours: usize,
+    pub nnz: usize,
+}
+
+fn csr_scratch(n: usize, k: usize) -> ScratchSize {
+    let nnz = affinity::symmetric_nnz_bound(n, k);
+    ScratchSize::new().add::<usize>(n + 1).add::<u32>(nnz).add::<f32>(nnz)
+}
+
+fn affinity_stage_scratch(n: usize, k: usize) -> ScratchSize {
+    ScratchSize::new()
+        .add::<f32>(knn::self_norms_len(n))
+        .add::<u32>(n * k)
+        .add::<f32>(n * k)
+        .add::<usize>(n)
+}
+
+/// Scratch for `optimize` on `n` points.
+pub fn optimize_scratch(n: usize, dims: usize) -> ScratchSize {
+    ScratchSize::new()
+        .add::<f32>(4 * n * dims) // attraction, repulsion, update, gains
+        .add::<f64>(gradient::partials_len(n))
+        .add::<BhNode>(bh::nodes_len(n))
+        .add::<u32>(n)
+}
+
+/// Bytes of scratch `tsne` needs for `n` points of `d` columns.
+pub fn tsne_scratch(n: usize, d: usize, params: &TsneParams) -> ScratchSize {
+    let k = affinity::neighbours_for_perplexity(n, params.perplexity);
+    let stage = affinity_stage_scratch(n, k).max(init::pca_scratch(n, d)).max(optimize_scratch(n, params.dims));
+    csr_scratch(n, k).and(stage)
+}
+
+/// Runs t-SNE on the rows of `x`, writing the `n × dims` embedding into `y`.
+/// On `Err(Cancelled)` during optimisation, `y` holds the embedding reached so far.
+pub fn tsne(
+    x: MatRef,
+    params: &TsneParams,
+    par: &dyn Parallel,
+    obs: &mut dyn Observer,
+    scratch: &mut [u8],
+    y: &mut [f32],
+) -> Result<TsneSummary> {
+    params.validate()?;
+    let n = x.rows();
+    if n < 2 {
+        return Err(Error::TooFewPoints { n, min: 2 });
+    }
+    affinity::check_perplexity(n, params.perplexity)?;
+    x.check_finite()?;
+    ensure_len("embedding", n * params.dims, y.len())?;
+    ensure_len("scratch", tsne_scratch(n, x.cols(), params).bytes(), scratch.len())?;
+    let k = affinity::neighbours_for_perplexity(n, params.perplexity);
+
+    let mut s = Scratch::new(scratch);
+    let nnz_bound = affinity::symmetric_nnz_bound(n, k);
+    let indptr = s.take::<usize>(n + 1, "P indptr")?;
+    let indices = s.take::<u32>(nnz_bound, "P indices")?;
+    let values = s.take::<f32>(nnz_bound, "P values")?;
+    let mut rest = s;
+
+    let nnz = {
+        let mut st = Scratch::new(take_rest(&mut rest));
+        let norms = st.take::<f32>(n, "knn norms")?;
+        let idx = st.take::<u32>(n * k, "knn indices")?;
+        let dist = st.take::<f32>(n * k, "knn distances")?;
+        let cursor = st.take::<usize>(n, "symmetrize cursor")?;
+        knn::exact_knn(x, k, params.metric, Kernel::Simd, par, obs, norms, idx, dist)?;
+        affinity::calibrate_perplexity(dist, k, params.perplexity, par, None)?;
+        let nnz = affinity::symmetrize(idx, dist, k, indptr, indices, values, cursor)?;
+        if obs.observe(&Progress { stage: Stage::Affinities, done: 1, total: 1, loss: None }) == Control::Stop {
+            return Err(Error::Cancelled);
+        }
+        nnz
+    };
+    let p = CsrRef { indptr, indices: &indices[..nnz], values: &values[..nnz] };
+
+    match params.init {
+        Init::Pca => {
+            let r = init::pca_init(x, params.dims, params.seed, par, take_rest(&mut rest), y);
+            // Constant data has no principal direction; fall back to random.
+            if matches!(r, Err(Error::InvalidParameter { name: "initialisation", .. })) {
+                init::random_init(n, params.dims, params.seed, y)?;
+            } else {
+                r?;
+            }
+        }
+        Init::Random => init::random_init(n, params.dims, params.seed, y)?,
+    }
+    if obs.observe(&Progress { stage: Stage::Init, done: 1, total: 1, loss: None }) == Control::Stop {
+        return Err(Error::Cancelled);
+    }
+    let mut summary = optimize(p, params, par, obs, take_rest(&mut rest), y)?;
+    summary.neighbours = k;
+    Ok(summary)
+}
+
+/// The remaining bytes of a scratch, reborrowed.
+fn take_rest<'a>(s: &'a mut Scratch<'_>) -> &'a mut [u8] {
+    s.rest_mut()
+}
+
+/// Gradient descent on KL(P‖Q) from the embedding in `y` (`n × dims`).
+pub fn optimize(
+    p: CsrRef,
+    params: &TsneParams,
+    par: &dyn Parallel,
+    obs: &mut dyn Observer,
+    scratch: &mut [u8],
+    y: &mut [f32],
+) -> Result<TsneSummary> {
+    params.validate()?;
+    let n = p.rows();
+    let dims = params.dims;
+    ensure_len("embedding", n * dims, y.len())?;
+    let kernel = OutputKernel::new(params.dof)?;
+    let method = params.repulsion_method(n);
+    if let RepulsionMethod::BarnesHut { .. } = method {
+        ensure(dims == 2 || dims == 3, "repulsion", "Barnes-Hut needs 2-D or 3-D output")?;
+    }
+    let mut s = Scratch::new(scratch);
+    let nd = n * dims;
+    let attr = s.take::<f32>(nd, "attraction")?;
+    let rep = s.take::<f32>(nd, "repulsion")?;
+    let update = s.take::<f32>(nd, "update")?;
+    let gains = s.take::<f32>(nd, "gains")?;
+    let partials = s.take::<f64>(gradient::partials_len(n), "partial sums")?;
+    let nodes = s.take::<BhNode>(bh::nodes_len(n), "bh nodes")?;
+    let perm = s.take::<u32>(n, "bh permutation")?;
+    gains.fill(1.0);
+
+    // Σ p log p, the constant part of KL(P‖Q).
+    let p_entropy: f64 = p.values.iter().filter(|&&v| v > 0.0).map(|&v| v as f64 * libm::log(v as f64)).sum();
+    let total = params.early_iters + params.iters;
+    let mut summary = TsneSummary { nnz: p.nnz(), ..Default::default() };
+    for it in 0..total {
+        let exaggeration = if it < params.early_iters { params.exaggeration } else { 1.0 };
+        let lr = if params.learning_rate > 0.0 {
+            params.learning_rate
+        } else {
+            (n as f32 / exaggeration).max(50.0)
+        };
+        let want_kl = params.kl_every > 0 && ((it + 1) % params.kl_every == 0 || it + 1 == total);
+        let sum_p_log_w = gradient::attraction(p, y, dims, kernel, want_kl, par, attr, partials)?;
+        let z = gradient::repulsion(method, y, n, dims, kernel, par, rep, partials, nodes, perm)?;
+        let inv_z = (1.0 / z) as f32;
+
+        for i in 0..n {
+            let mut norm2 = 0.0f32;
+            for c in i * dims..(i + 1) * dims {
+                let g = exaggeration * attr[c] - rep[c] * inv_z;
+                let same_sign = (g > 0.0) == (update[c] > 0.0);
+                gains[c] = if same_sign { gains[c] * 0.8 } else { gains[c] + 0.2 }.max(0.01);
+                update[c] = params.momentum * update[c] - lr * gains[c] * g;
+                norm2 += update[c] * update[c];
+            }
+            if params.max_step_norm > 0.0 && norm2 > params.max_step_norm * params.max_step_norm {
+                let f = params.max_step_norm / libm::sqrtf(norm2);
+                update[i * dims..(i + 1) * dims].iter_mut().for_each(|u| *u *= f);
+            }
+        }
+        let mut mean = [0.0f64; 16];
+        for i in 0..n {
+            for c in 0..dims {
+                let v = &mut y[i * dims + c];
+                *v += update[i * dims + c];
+                if c < 16 {
+                    mean[c] += *v as f64;
+                }
+            }
+        }
+        // Keep the embedding centred (KL is translation invariant; trees like it centred).
+        for i in 0..n {
+            for c in 0..dims.min(16) {
+                y[i * dims + c] -= (mean[c] / n as f64) as f32;
+            }
+        }
+        if let Some(c) = y.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite { row: c / dims, col: c % dims });
+        }
+        summary.iterations = it + 1;
+        let loss = if want_kl {
+            // KL = Σ p log p − Σ p log w + log Z, at the positions before this step.
+            let kl = p_entropy - sum_p_log_w + libm::log(z);
+            summary.kl = kl;
+            Some(kl)
+        } else {
+            None
+        };
+        if obs.observe(&Progress { stage: Stage::Optimize, done: it + 1, total, loss }) == Control::Stop {
+            return Err(Error::Cancelled);
+        }
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Rng, Serial, Silent};
+
+    /// Three well-separated Gaussian blobs in 10-D.
+    fn blobs(n: usize) -> (Vec<f32>, Vec<u32>) {
+        let mut r = Rng::new(2);
+        let d = 10;
+        let mut x = vec![0.0; n * d];
+        let mut labels = vec![0; n];
+        for i in 0..n {
+            let c = i % 3;
+            labels[i] = c as u32;
+            for f in 0..d {
+                x[i * d + f] = (r.normal() + if f == c { 20.0 } else { 0.0 }) as f32;
+            }
+        }
+        (x, labels)
+    }
+
+    fn run(x: &[f32], n: usize, params: &TsneParams, obs: &mut dyn Observer) -> (Result<TsneSummary>, Vec<f32>) {
+        let m = MatRef::dense(x, n, 10).unwrap();
+        let mut scratch = vec![0u8; tsne_scratch(n, 10, params).bytes()];
+        let mut y = vec![0.0; n * params.dims];
+        let r = tsne(m, params, &Serial, obs, &mut scratch, &mut y);
+        (r, y)
+    }
+
+    #[test]
+    fn separates_blobs_lowers_kl_and_is_deterministic() {
+        let n = 300;
+        let (x, labels) = blobs(n);
+        for repulsion in [Repulsion::Exact, Repulsion::BarnesHut] {
+            let params = TsneParams { perplexity: 20.0, iters: 300, repulsion, ..Default::default() };
+            let mut kls = vec![];
+            let mut obs = |p: &Progress| {
+                if let Some(l) = p.loss {
+                    kls.push(l);
+                }
+                Control::Continue
+            };
+            let (r, y) = run(&x, n, &params, &mut obs);
+            let s = r.unwrap();
+            assert_eq!(s.iterations, 550);
+            assert!(kls.last().unwrap() < &kls[5], "KL after exaggeration must fall: {kls:?}");
+            let m = MatRef::dense(&y, n, 2).unwrap();
+            let mut sc = vec![0u8; crate::metrics::knn_accuracy_scratch(n, 2, 10).bytes()];
+            let acc = crate::metrics::knn_accuracy(m, &labels, 10, 0.1, 1, &Serial, &mut sc).unwrap();
+            assert_eq!(acc, 1.0, "{repulsion:?}");
+            let (_, y2) = run(&x, n, &params, &mut Silent);
+            assert_eq!(y, y2, "same seed, same bits");
+        }
+    }
+
+
+    #[test]
+    fn observer_can_cancel_and_keeps_the_embedding() {
+        let n = 120;
+        let (x, _) = blobs(n);
+        let params = TsneParams { perplexity: 10.0, ..Default::default() };
+        let mut obs = |p: &Progress| if p.stage == Stage::Optimize && p.done == 10 { Control::Stop } else { Control::Continue };
+        let (r, y) = run(&x, n, &params, &mut obs);
+        assert!(matches!(r, Err(Error::Cancelled)));
+        assert!(y.iter().all(|v| v.is_finite()) && y.iter().any(|&v| v != 0.0));
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let (mut x, _) = blobs(30);
+        let p = TsneParams::default();
+        let (r, _) = run(&x, 30, &p, &mut Silent);
+        assert!(matches!(r, Err(Error::PerplexityTooLarge { .. })));
+        x[17] = f32::NAN;
+        let (r, _) = run(&x, 30, &TsneParams { perplexity: 5.0, ..p }, &mut Silent);
+        assert_eq!(r.unwrap_err(), Error::NonFinite { row: 1, col: 7 });
+        let (r, _) = run(&x[..10], 1, &p, &mut Silent);
+        assert!(matches!(r, Err(Error::TooFewPoints { .. })));
+        let bad = TsneParams { dims: 4, repulsion: Repulsion::BarnesHut, ..p };
+        assert!(matches!(bad.validate(), Err(Error::InvalidParameter { name: "repulsion", .. })));
+    }
+}
