@@ -1,0 +1,288 @@
+//! File formats: reading matrices and labels (.npy, CSV/TSV, IDX, each optionally gzipped)
+//! and writing embeddings without ever leaving a half-written file behind.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+type Res<T> = Result<T, String>;
+
+/// A dense row-major matrix read from a file.
+pub struct Matrix {
+    pub values: Vec<f32>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Class labels mapped to 0..C in sorted order of the original values.
+pub struct Labels {
+    pub ids: Vec<u32>,
+}
+
+impl Labels {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+fn read_file(path: &Path) -> Res<Vec<u8>> {
+    std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+}
+
+fn gunzip(bytes: &[u8], name: &str) -> Res<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("{name}: corrupt or truncated gzip data: {e}"))?;
+    Ok(out)
+}
+
+fn maybe_gunzip(bytes: Vec<u8>, name: &str) -> Res<Vec<u8>> {
+    if bytes.starts_with(&[0x1f, 0x8b]) { gunzip(&bytes, name) } else { Ok(bytes) }
+}
+
+fn is_idx(b: &[u8]) -> bool {
+    b.len() >= 4 && b[0] == 0 && b[1] == 0 && matches!(b[2], 0x08 | 0x09 | 0x0B | 0x0C | 0x0D | 0x0E) && (1..=8).contains(&b[3])
+}
+
+pub fn read_matrix(path: &Path) -> Res<Matrix> {
+    let bytes = read_file(path)?;
+    parse_matrix_named(bytes, &path.display().to_string(), text_delimiter(path))
+}
+
+/// Parses bytes whose format is recognised by content (npy magic, IDX magic, else text).
+pub fn parse_matrix(bytes: &[u8], name: &str) -> Res<Matrix> {
+    parse_matrix_named(bytes.to_vec(), name, None)
+}
+
+fn text_delimiter(path: &Path) -> Option<u8> {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    if name.ends_with(".tsv") || name.ends_with(".tab") { Some(b'\t') } else if name.ends_with(".csv") { Some(b',') } else { None }
+}
+
+fn parse_matrix_named(bytes: Vec<u8>, name: &str, delim: Option<u8>) -> Res<Matrix> {
+    let bytes = maybe_gunzip(bytes, name)?;
+    let m = if bytes.starts_with(b"\x93NUMPY") {
+        parse_npy(&bytes, name)?
+    } else if is_idx(&bytes) {
+        parse_idx(&bytes, name)?
+    } else {
+        parse_text(&bytes, name, delim)?
+    };
+    if m.rows == 0 {
+        return Err(format!("{name}: no data rows"));
+    }
+    if m.cols == 0 {
+        return Err(format!("{name}: zero columns (D = 0)"));
+    }
+    Ok(m)
+}
+
+fn shape_2d(shape: &[u64], name: &str) -> Res<(usize, usize)> {
+    match *shape {
+        [n] => Ok((n as usize, 1)),
+        [n, d] => Ok((n as usize, d as usize)),
+        [n, ref rest @ ..] => Ok((n as usize, rest.iter().product::<u64>() as usize)),
+        [] => Err(format!("{name}: a 0-dimensional array is not a data matrix")),
+    }
+}
+
+fn parse_npy(bytes: &[u8], name: &str) -> Res<Matrix> {
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| format!("{name}: malformed .npy header: {e}"))?;
+    let (rows, cols) = shape_2d(npy.shape(), name)?;
+    let fortran = npy.order() == npyz::Order::Fortran;
+    let ty = match npy.dtype() {
+        npyz::DType::Plain(t) => t.to_string(),
+        other => return Err(format!("{name}: unsupported .npy dtype {other:?} (use f32, f64 or integers)")),
+    };
+    let trunc = |e: std::io::Error| format!("{name}: truncated or malformed .npy data ({rows} × {cols} {ty} expected): {e}");
+    let values: Vec<f32> = match &ty[1..] {
+        "f4" => npy.into_vec::<f32>().map_err(trunc)?,
+        "f8" => npy.into_vec::<f64>().map_err(trunc)?.into_iter().map(|v| v as f32).collect(),
+        "u1" => npy.into_vec::<u8>().map_err(trunc)?.into_iter().map(f32::from).collect(),
+        "i1" => npy.into_vec::<i8>().map_err(trunc)?.into_iter().map(f32::from).collect(),
+        "u2" => npy.into_vec::<u16>().map_err(trunc)?.into_iter().map(f32::from).collect(),
+        "i2" => npy.into_vec::<i16>().map_err(trunc)?.into_iter().map(f32::from).collect(),
+        "i4" => npy.into_vec::<i32>().map_err(trunc)?.into_iter().map(|v| v as f32).collect(),
+        "i8" => npy.into_vec::<i64>().map_err(trunc)?.into_iter().map(|v| v as f32).collect(),
+        _ => return Err(format!("{name}: unsupported .npy dtype '{ty}' (use f32, f64, u8 or integers)")),
+    };
+    if values.len() != rows * cols {
+        return Err(format!("{name}: truncated .npy data: expected {} values, found {}", rows * cols, values.len()));
+    }
+    let values = if fortran && cols > 1 { transpose(&values, cols, rows) } else { values };
+    Ok(Matrix { values, rows, cols })
+}
+
+/// Column-major (rows × cols) to row-major: the input is `cols` runs of `rows` values.
+fn transpose(v: &[f32], cols: usize, rows: usize) -> Vec<f32> {
+    let mut out = vec![0.0; v.len()];
+    for c in 0..cols {
+        for r in 0..rows {
+            out[r * cols + c] = v[c * rows + r];
+        }
+    }
+    out
+}
+
+fn parse_idx(b: &[u8], name: &str) -> Res<Matrix> {
+    let nd = b[3] as usize;
+    let header = 4 + 4 * nd;
+    if b.len() < header {
+        return Err(format!("{name}: truncated IDX header"));
+    }
+    let dims: Vec<u64> = (0..nd).map(|i| u32::from_be_bytes(b[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as u64).collect();
+    let (rows, cols) = shape_2d(&dims, name)?;
+    let size = match b[2] {
+        0x08 | 0x09 => 1,
+        0x0B => 2,
+        0x0C | 0x0D => 4,
+        _ => 8,
+    };
+    let count = rows.checked_mul(cols).ok_or_else(|| format!("{name}: IDX dimensions overflow"))?;
+    let need = count * size;
+    let body = &b[header..];
+    if body.len() < need {
+        return Err(format!("{name}: truncated IDX data: header promises {rows} × {cols} values ({need} bytes), file has {} bytes", body.len()));
+    }
+    if body.len() > need {
+        return Err(format!("{name}: IDX file has {} bytes after the {need} bytes its header describes", body.len() - need));
+    }
+    let values: Vec<f32> = match b[2] {
+        0x08 => body.iter().map(|&v| v as f32).collect(),
+        0x09 => body.iter().map(|&v| v as i8 as f32).collect(),
+        0x0B => body.chunks_exact(2).map(|c| i16::from_be_bytes([c[0], c[1]]) as f32).collect(),
+        0x0C => body.chunks_exact(4).map(|c| i32::from_be_bytes(c.try_into().unwrap()) as f32).collect(),
+        0x0D => body.chunks_exact(4).map(|c| f32::from_be_bytes(c.try_into().unwrap())).collect(),
+        _ => body.chunks_exact(8).map(|c| f64::from_be_bytes(c.try_into().unwrap()) as f32).collect(),
+    };
+    Ok(Matrix { values, rows, cols })
+}
+
+fn parse_text(b: &[u8], name: &str, delim: Option<u8>) -> Res<Matrix> {
+    let text = std::str::from_utf8(b).map_err(|e| format!("{name}: not a .npy, IDX or UTF-8 text (CSV/TSV) file: {e}"))?;
+    let delim = delim.unwrap_or_else(|| {
+        let first = text.lines().next().unwrap_or("");
+        if first.contains('\t') { b'\t' } else { b',' }
+    });
+    let mut rdr = csv::ReaderBuilder::new().has_headers(false).delimiter(delim).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let mut values = Vec::new();
+    let mut cols = 0;
+    let mut rows = 0;
+    for (r, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| format!("{name}: {e}"))?;
+        let line = rec.position().map(|p| p.line()).unwrap_or(r as u64 + 1);
+        if rec.iter().all(|c| c.is_empty()) {
+            continue;
+        }
+        // A first row with no numbers at all is a header.
+        if rows == 0 && cols == 0 && rec.iter().all(|c| c.parse::<f64>().is_err()) && values.is_empty() {
+            cols = rec.len();
+            continue;
+        }
+        if cols == 0 {
+            cols = rec.len();
+        } else if rec.len() != cols {
+            return Err(format!("{name}: line {line}: expected {cols} columns, found {}", rec.len()));
+        }
+        for (c, cell) in rec.iter().enumerate() {
+            let v: f32 = cell
+                .parse()
+                .map_err(|_| format!("{name}: line {line}, column {}: '{cell}' is not a number", c + 1))?;
+            values.push(v);
+        }
+        rows += 1;
+    }
+    Ok(Matrix { values, rows, cols })
+}
+
+pub fn read_labels(path: &Path) -> Res<Labels> {
+    let bytes = read_file(path)?;
+    parse_labels(&bytes, &path.display().to_string())
+}
+
+/// Labels from IDX, .npy (one column) or text with one label per line (any tokens).
+pub fn parse_labels(bytes: &[u8], name: &str) -> Res<Labels> {
+    let bytes = maybe_gunzip(bytes.to_vec(), name)?;
+    let raw: Vec<String> = if bytes.starts_with(b"\x93NUMPY") || is_idx(&bytes) {
+        let m = parse_matrix_named(bytes, name, None)?;
+        if m.cols != 1 {
+            return Err(format!("{name}: labels must be one column, found {}", m.cols));
+        }
+        m.values.iter().map(|v| v.to_string()).collect()
+    } else {
+        let text = std::str::from_utf8(&bytes).map_err(|e| format!("{name}: labels are not UTF-8 text: {e}"))?;
+        text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+    };
+    // Numeric labels sort numerically, others lexically.
+    let mut distinct: Vec<&String> = raw.iter().collect();
+    let numeric = raw.iter().all(|s| s.parse::<f64>().is_ok());
+    if numeric {
+        distinct.sort_by(|a, b| a.parse::<f64>().unwrap().total_cmp(&b.parse::<f64>().unwrap()));
+    } else {
+        distinct.sort();
+    }
+    distinct.dedup();
+    let ids = raw.iter().map(|s| distinct.binary_search_by(|d| if numeric {
+        d.parse::<f64>().unwrap().total_cmp(&s.parse::<f64>().unwrap())
+    } else {
+        d.as_str().cmp(s.as_str())
+    }).unwrap() as u32).collect();
+    Ok(Labels { ids })
+}
+
+#[derive(Clone, Copy)]
+pub enum OutputKind {
+    Npy,
+    Csv,
+}
+
+impl OutputKind {
+    pub fn from_path(p: &Path) -> Res<Self> {
+        match p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+            Some("npy") => Ok(OutputKind::Npy),
+            Some("csv") => Ok(OutputKind::Csv),
+            _ => Err(format!("{}: output must end in .npy or .csv", p.display())),
+        }
+    }
+}
+
+pub fn check_png_path(p: &Path) -> Res<()> {
+    match p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+        Some("png") => Ok(()),
+        _ => Err(format!("{}: plot must end in .png", p.display())),
+    }
+}
+
+/// Writes through a temporary file in the same directory, renamed into place on success,
+/// so a failure never leaves a partial file.
+pub fn write_atomically(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Res<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let err = |e: std::io::Error| format!("{}: cannot write: {e}", path.display());
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        write(&mut w).map_err(err)?;
+        w.flush().map_err(err)?;
+    }
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
+}
+
+pub fn write_embedding(path: &Path, kind: OutputKind, y: &[f32], rows: usize, cols: usize) -> Res<()> {
+    write_atomically(path, |w| match kind {
+        OutputKind::Csv => {
+            for r in 0..rows {
+                let line: Vec<String> = y[r * cols..(r + 1) * cols].iter().map(|v| v.to_string()).collect();
+                writeln!(w, "{}", line.join(","))?;
+            }
+            Ok(())
+        }
+        OutputKind::Npy => {
+            use npyz::WriterBuilder;
+            let mut npy = npyz::WriteOptions::<f32>::new().default_dtype().shape(&[rows as u64, cols as u64]).writer(w).begin_nd()?;
+            npy.extend(y.iter().copied())?;
+            npy.finish()
+        }
+    })
+}

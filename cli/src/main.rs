@@ -1,0 +1,277 @@
+//! `ember`: neighbour embeddings from the command line. A thin frontend: it reads files,
+//! calls `ember-core`, and writes files. All numerics live in the core.
+
+mod io;
+mod plot;
+mod progress;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ember_core::knn::Metric;
+use ember_core::threads::Threads;
+use ember_core::tsne::{Init, Repulsion, TsneParams};
+use ember_core::MatRef;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The bundled demo set: the MNIST test set (10 000 digits, LeCun, Cortes & Burges).
+const DEMO_IMAGES: &[u8] = include_bytes!("../../data/t10k-images.idx3-ubyte.gz");
+const DEMO_LABELS: &[u8] = include_bytes!("../../data/t10k-labels.idx1-ubyte.gz");
+
+#[derive(Parser)]
+#[command(name = "ember", version, about = "Neighbour embeddings: t-SNE (and soon UMAP and the contrastive family)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Embed data with t-SNE. Without INPUT, embeds the bundled MNIST test set.
+    Tsne(TsneArgs),
+    /// Score an embedding: recall@k of input-space neighbours and k-NN accuracy.
+    Eval(EvalArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MetricArg {
+    Euclidean,
+    Cosine,
+}
+
+impl From<MetricArg> for Metric {
+    fn from(m: MetricArg) -> Self {
+        match m {
+            MetricArg::Euclidean => Metric::SqEuclidean,
+            MetricArg::Cosine => Metric::Cosine,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RepulsionArg {
+    Exact,
+    Bh,
+    Auto,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InitArg {
+    Pca,
+    Random,
+}
+
+#[derive(clap::Args)]
+struct TsneArgs {
+    /// Data: .npy (f32/f64/u8/integers, C or Fortran order), .csv/.tsv, or IDX (optionally .gz).
+    input: Option<PathBuf>,
+    /// Labels, one per row (IDX, .npy, or text with one label per line); used to colour the plot.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Output file, .npy or .csv.
+    #[arg(short, long, default_value = "embedding.csv")]
+    output: PathBuf,
+    /// Write a scatter plot (PNG). Default for the demo run: embedding.png.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    #[arg(long, default_value_t = 30.0)]
+    perplexity: f32,
+    /// Output dimensions.
+    #[arg(long, default_value_t = 2)]
+    dims: usize,
+    /// Iterations after early exaggeration.
+    #[arg(long, default_value_t = 500)]
+    iters: usize,
+    /// Early-exaggeration iterations.
+    #[arg(long, default_value_t = 250)]
+    early_iters: usize,
+    #[arg(long, default_value_t = 12.0)]
+    exaggeration: f32,
+    /// A number, or "auto" for max(N / exaggeration, 50).
+    #[arg(long, default_value = "auto")]
+    learning_rate: String,
+    #[arg(long, default_value_t = 0.8)]
+    momentum: f32,
+    /// Degrees of freedom of the output kernel (1 = Cauchy; smaller = heavier tails).
+    #[arg(long, default_value_t = 1.0)]
+    dof: f32,
+    /// Barnes–Hut opening angle.
+    #[arg(long, default_value_t = 0.5)]
+    theta: f32,
+    #[arg(long, value_enum, default_value = "auto")]
+    repulsion: RepulsionArg,
+    #[arg(long, value_enum, default_value = "euclidean")]
+    metric: MetricArg,
+    #[arg(long, value_enum, default_value = "pca")]
+    init: InitArg,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// No progress output.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// The input data the embedding was made from.
+    data: PathBuf,
+    /// The embedding (.npy or .csv), one row per data row.
+    embedding: PathBuf,
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Neighbours for recall and the classifier.
+    #[arg(short, long, default_value_t = 10)]
+    k: usize,
+    #[arg(long, value_enum, default_value = "euclidean")]
+    metric: MetricArg,
+    /// Seed of the 90/10 train/test split.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Tsne(a) => run_tsne(a),
+        Command::Eval(a) => run_eval(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ember: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Res<T> = Result<T, String>;
+
+fn run_tsne(a: TsneArgs) -> Res<()> {
+    let (data, labels, plot) = match &a.input {
+        Some(p) => {
+            let data = io::read_matrix(p)?;
+            let labels = a.labels.as_deref().map(io::read_labels).transpose()?;
+            (data, labels, a.plot.clone())
+        }
+        None => {
+            let data = io::parse_matrix(DEMO_IMAGES, "bundled MNIST test images")?;
+            let labels = match &a.labels {
+                Some(p) => io::read_labels(p)?,
+                None => io::parse_labels(DEMO_LABELS, "bundled MNIST test labels")?,
+            };
+            (data, Some(labels), Some(a.plot.clone().unwrap_or_else(|| PathBuf::from("embedding.png"))))
+        }
+    };
+    let src = a.input.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "demo".into());
+    if let Some(l) = &labels {
+        if l.len() != data.rows {
+            return Err(format!("labels: {} labels for {} data rows", l.len(), data.rows));
+        }
+    }
+    let out_kind = io::OutputKind::from_path(&a.output)?;
+    if let Some(p) = &plot {
+        io::check_png_path(p)?;
+    }
+    let learning_rate = match a.learning_rate.as_str() {
+        "auto" => 0.0,
+        s => match s.parse::<f32>() {
+            Ok(v) if v.is_finite() && v > 0.0 => v,
+            _ => return Err(format!("--learning-rate: expected a positive number or 'auto', got '{s}'")),
+        },
+    };
+    let params = TsneParams {
+        dims: a.dims,
+        perplexity: a.perplexity,
+        metric: a.metric.into(),
+        early_iters: a.early_iters,
+        iters: a.iters,
+        exaggeration: a.exaggeration,
+        learning_rate,
+        momentum: a.momentum,
+        dof: a.dof,
+        theta: a.theta,
+        repulsion: match a.repulsion {
+            RepulsionArg::Exact => Repulsion::Exact,
+            RepulsionArg::Bh => Repulsion::BarnesHut,
+            RepulsionArg::Auto => Repulsion::Auto,
+        },
+        init: match a.init {
+            InitArg::Pca => Init::Pca,
+            InitArg::Random => Init::Random,
+        },
+        seed: a.seed,
+        ..TsneParams::default()
+    };
+    params.validate().map_err(|e| e.to_string())?;
+    let x = MatRef::dense(&data.values, data.rows, data.cols).map_err(|e| format!("{src}: {e}"))?;
+    ember_core::affinity::check_perplexity(data.rows, a.perplexity).map_err(|e| format!("{src}: {e}"))?;
+    x.check_finite().map_err(|e| format!("{src}: {e}"))?;
+
+    let par = Threads::new(a.threads);
+    let mut scratch = vec![0u8; ember_core::tsne::tsne_scratch(data.rows, data.cols, &params).bytes()];
+    let mut y = vec![0.0f32; data.rows * params.dims];
+    let mut obs = progress::Reporter::new(a.quiet);
+    let t0 = std::time::Instant::now();
+    let summary = ember_core::tsne::tsne(x, &params, &par, &mut obs, &mut scratch, &mut y).map_err(|e| format!("{src}: {e}"))?;
+    obs.finish();
+    io::write_embedding(&a.output, out_kind, &y, data.rows, params.dims)?;
+    if let Some(p) = &plot {
+        plot::write_scatter(p, &y, data.rows, params.dims, labels.as_ref().map(|l| l.ids.as_slice()))?;
+    }
+    if !a.quiet {
+        eprintln!(
+            "embedded {} × {} in {:.1} s on {} threads; KL {:.4}; wrote {}{}",
+            data.rows,
+            data.cols,
+            t0.elapsed().as_secs_f64(),
+            par.count(),
+            summary.kl,
+            a.output.display(),
+            plot.map(|p| format!(" and {}", p.display())).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn run_eval(a: EvalArgs) -> Res<()> {
+    let data = io::read_matrix(&a.data)?;
+    let emb = io::read_matrix(&a.embedding)?;
+    if emb.rows != data.rows {
+        return Err(format!("{}: {} rows, but the data has {}", a.embedding.display(), emb.rows, data.rows));
+    }
+    let labels = a.labels.as_deref().map(io::read_labels).transpose()?;
+    if let Some(l) = &labels {
+        if l.len() != data.rows {
+            return Err(format!("labels: {} labels for {} data rows", l.len(), data.rows));
+        }
+    }
+    let par = Threads::new(a.threads);
+    let xd = MatRef::dense(&data.values, data.rows, data.cols).map_err(|e| e.to_string())?;
+    let xe = MatRef::dense(&emb.values, emb.rows, emb.cols).map_err(|e| e.to_string())?;
+    xd.check_finite().map_err(|e| format!("{}: {e}", a.data.display()))?;
+    xe.check_finite().map_err(|e| format!("{}: {e}", a.embedding.display()))?;
+    let n = data.rows;
+    if a.k == 0 || a.k >= n {
+        return Err(format!("-k must be between 1 and N - 1 = {}", n.saturating_sub(1)));
+    }
+    let neighbours = |m: MatRef, metric: Metric| -> Res<Vec<u32>> {
+        let (mut norms, mut idx, mut dist) = (vec![0.0; n], vec![0u32; n * a.k], vec![0.0; n * a.k]);
+        ember_core::knn::exact_knn(m, a.k, metric, ember_core::knn::Kernel::Simd, &par, &mut ember_core::Silent, &mut norms, &mut idx, &mut dist)
+            .map_err(|e| e.to_string())?;
+        Ok(idx)
+    };
+    let high = neighbours(xd, a.metric.into())?;
+    let low = neighbours(xe, Metric::SqEuclidean)?;
+    let recall = ember_core::metrics::knn_recall(&high, &low, a.k).map_err(|e| e.to_string())?;
+    println!("recall@{}: {recall:.4}", a.k);
+    if let Some(l) = labels {
+        let mut s = vec![0u8; ember_core::metrics::knn_accuracy_scratch(n, emb.cols, a.k).bytes()];
+        let acc = ember_core::metrics::knn_accuracy(xe, &l.ids, a.k, 0.1, a.seed, &par, &mut s).map_err(|e| e.to_string())?;
+        println!("{}-NN accuracy: {acc:.4}", a.k);
+    }
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! Progress on stderr: a bar on a terminal, a line every 50 iterations otherwise.
+
+use ember_core::{Control, Observer, Progress, Stage};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+
+pub struct Reporter {
+    quiet: bool,
+    tty: bool,
+    bar: Option<ProgressBar>,
+    stage: Option<Stage>,
+    last_kl: Option<f64>,
+}
+
+impl Reporter {
+    pub fn new(quiet: bool) -> Self {
+        Reporter { quiet, tty: std::io::stderr().is_terminal(), bar: None, stage: None, last_kl: None }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+        }
+    }
+
+    fn start(&mut self, stage: Stage, total: usize) {
+        self.finish();
+        self.stage = Some(stage);
+        let label = match stage {
+            Stage::Knn => "neighbours",
+            Stage::Affinities => "affinities",
+            Stage::Init => "init",
+            Stage::Optimize => "optimise",
+        };
+        if self.tty {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len} {msg} ({elapsed})")
+                    .unwrap()
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(label);
+            self.bar = Some(bar);
+        } else if stage == Stage::Knn || stage == Stage::Optimize {
+            eprintln!("{label}: {total} steps");
+        }
+    }
+}
+
+impl Observer for Reporter {
+    fn observe(&mut self, p: &Progress) -> Control {
+        if self.quiet {
+            return Control::Continue;
+        }
+        if self.stage != Some(p.stage) {
+            self.start(p.stage, p.total);
+        }
+        if let Some(kl) = p.loss {
+            self.last_kl = Some(kl);
+            if let Some(b) = &self.bar {
+                b.set_message(format!("KL {kl:.4}"));
+            } else {
+                eprintln!("  iteration {:>4}/{}  KL {kl:.4}", p.done, p.total);
+            }
+        }
+        if let Some(b) = &self.bar {
+            b.set_position(p.done as u64);
+        }
+        Control::Continue
+    }
+}
