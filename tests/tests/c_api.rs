@@ -1,0 +1,56 @@
+//! Compiles tests/c/test_tsne.c with gcc -Wall -Wextra -Werror against include/ember.h and
+//! the static library cargo built for this test run, then runs it on real MNIST digits.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// libember.a from this profile's build (it is a dependency of this crate).
+fn static_lib() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    for dir in [deps, deps.parent().unwrap()] {
+        let p = dir.join("libember.a");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("libember.a not found next to {}", exe.display());
+}
+
+fn gunzip_to(src: &Path, dst: &Path) {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(src).unwrap()).read_to_end(&mut out).unwrap();
+    std::fs::write(dst, out).unwrap();
+}
+
+#[test]
+fn c_program_embeds_mnist_through_the_header() {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_api");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let exe = tmp.join("test_tsne");
+    let out = Command::new("gcc")
+        .args(["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsanitize=address,undefined"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(root().join("tests/c/test_tsne.c"))
+        .arg(static_lib())
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(&exe)
+        .output()
+        .expect("gcc must be installed");
+    assert!(out.status.success(), "gcc failed:\n{}", String::from_utf8_lossy(&out.stderr));
+
+    let (images, labels) = (tmp.join("images.idx"), tmp.join("labels.idx"));
+    gunzip_to(&root().join("data/t10k-images.idx3-ubyte.gz"), &images);
+    gunzip_to(&root().join("data/t10k-labels.idx1-ubyte.gz"), &labels);
+    let run = Command::new(&exe).arg(&images).arg(&labels).env("ASAN_OPTIONS", "detect_leaks=1").output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    println!("{stdout}");
+    assert!(run.status.success(), "C test failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+}
