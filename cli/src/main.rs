@@ -61,6 +61,7 @@ enum InitArg {
 }
 
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 struct TsneArgs {
     /// Data: .npy (f32/f64/u8/integers, C or Fortran order), .csv/.tsv, or IDX (optionally .gz).
     input: Option<PathBuf>,
@@ -208,6 +209,9 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
     };
     params.validate().map_err(|e| e.to_string())?;
     let x = MatRef::dense(&data.values, data.rows, data.cols).map_err(|e| format!("{src}: {e}"))?;
+    if data.rows < 2 {
+        return Err(format!("{src}: {}", ember_core::Error::TooFewPoints { n: data.rows, min: 2 }));
+    }
     ember_core::affinity::check_perplexity(data.rows, a.perplexity).map_err(|e| format!("{src}: {e}"))?;
     x.check_finite().map_err(|e| format!("{src}: {e}"))?;
 
