@@ -7,8 +7,8 @@ use ember_core::threads::Threads;
 use ember_core::tsne::{Init, Repulsion, TsneParams};
 use ember_core::{Control, Error, MatRef, Observer, Progress};
 use std::cell::RefCell;
-use std::ffi::{c_char, c_void, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ffi::{CString, c_char, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Result of every ember call. Values are stable and never reused.
 #[repr(C)]
@@ -88,7 +88,15 @@ pub struct ember_tsne_params {
 
 /// Progress callback: stage is EMBER_STAGE_*, loss is KL(P||Q) or NaN when not computed at
 /// this step. Return non-zero to cancel.
-pub type ember_progress_fn = Option<unsafe extern "C" fn(user: *mut c_void, stage: u32, done: usize, total: usize, loss: f64) -> i32>;
+pub type ember_progress_fn = Option<
+    unsafe extern "C" fn(
+        user: *mut c_void,
+        stage: u32,
+        done: usize,
+        total: usize,
+        loss: f64,
+    ) -> i32,
+>;
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
@@ -120,7 +128,12 @@ fn from_core(e: Error) -> ember_status {
 /// Runs `f` with a panic boundary.
 fn guard(f: impl FnOnce() -> ember_status) -> ember_status {
     set_last_error("");
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| fail(EMBER_ERR_INTERNAL, "internal error (panic caught at the C boundary)"))
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        fail(
+            EMBER_ERR_INTERNAL,
+            "internal error (panic caught at the C boundary)",
+        )
+    })
 }
 
 /// The defaults users expect (openTSNE's recipe).
@@ -154,7 +167,11 @@ fn to_core(p: &ember_tsne_params) -> Result<TsneParams, ember_status> {
         metric: match p.metric {
             EMBER_METRIC_EUCLIDEAN => Metric::SqEuclidean,
             EMBER_METRIC_COSINE => Metric::Cosine,
-            _ => return Err(bad("invalid metric: use EMBER_METRIC_EUCLIDEAN or EMBER_METRIC_COSINE")),
+            _ => {
+                return Err(bad(
+                    "invalid metric: use EMBER_METRIC_EUCLIDEAN or EMBER_METRIC_COSINE",
+                ));
+            }
         },
         early_iters: p.early_iters as usize,
         iters: p.iters as usize,
@@ -167,7 +184,11 @@ fn to_core(p: &ember_tsne_params) -> Result<TsneParams, ember_status> {
             EMBER_REPULSION_AUTO => Repulsion::Auto,
             EMBER_REPULSION_EXACT => Repulsion::Exact,
             EMBER_REPULSION_BARNES_HUT => Repulsion::BarnesHut,
-            _ => return Err(bad("invalid repulsion: use EMBER_REPULSION_AUTO, _EXACT or _BARNES_HUT")),
+            _ => {
+                return Err(bad(
+                    "invalid repulsion: use EMBER_REPULSION_AUTO, _EXACT or _BARNES_HUT",
+                ));
+            }
         },
         init: match p.init {
             EMBER_INIT_PCA => Init::Pca,
@@ -186,16 +207,31 @@ struct Callback {
 
 impl Observer for Callback {
     fn observe(&mut self, p: &Progress) -> Control {
-        let Some(f) = self.f else { return Control::Continue };
+        let Some(f) = self.f else {
+            return Control::Continue;
+        };
         // SAFETY: the caller promised a valid function pointer and user data.
-        let r = unsafe { f(self.user, p.stage as u32, p.done, p.total, p.loss.unwrap_or(f64::NAN)) };
-        if r != 0 { Control::Stop } else { Control::Continue }
+        let r = unsafe {
+            f(
+                self.user,
+                p.stage as u32,
+                p.done,
+                p.total,
+                p.loss.unwrap_or(f64::NAN),
+            )
+        };
+        if r != 0 {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
     }
 }
 
 fn try_zeroed<T: Default + Clone>(len: usize) -> Result<Vec<T>, ember_status> {
     let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| fail(EMBER_ERR_ALLOCATION, "out of memory"))?;
+    v.try_reserve_exact(len)
+        .map_err(|_| fail(EMBER_ERR_ALLOCATION, "out of memory"))?;
     v.resize(len, T::default());
     Ok(v)
 }
@@ -233,7 +269,10 @@ pub unsafe extern "C" fn ember_tsne(
             // SAFETY: non-NULL, and the caller promised a valid struct; read struct_size first.
             let size = unsafe { (*params).struct_size };
             if size as usize != size_of::<ember_tsne_params>() {
-                return fail(EMBER_ERR_STRUCT_SIZE, "struct_size does not match this library; initialise with ember_tsne_params_default()");
+                return fail(
+                    EMBER_ERR_STRUCT_SIZE,
+                    "struct_size does not match this library; initialise with ember_tsne_params_default()",
+                );
             }
             // SAFETY: as above.
             unsafe { *params }
@@ -254,8 +293,14 @@ pub unsafe extern "C" fn ember_tsne(
         if row_stride == 0 || col_stride == 0 {
             return fail(EMBER_ERR_SHAPE, "strides must be positive");
         }
-        let span = (n - 1).checked_mul(row_stride).and_then(|a| (d - 1).checked_mul(col_stride).and_then(|b| a.checked_add(b + 1)));
-        let Some(span) = span else { return fail(EMBER_ERR_SHAPE, "strides overflow") };
+        let span = (n - 1).checked_mul(row_stride).and_then(|a| {
+            (d - 1)
+                .checked_mul(col_stride)
+                .and_then(|b| a.checked_add(b + 1))
+        });
+        let Some(span) = span else {
+            return fail(EMBER_ERR_SHAPE, "strides overflow");
+        };
         // SAFETY: the caller promised `x` covers every element the strides address.
         let xs = unsafe { std::slice::from_raw_parts(x, span) };
         let dense: Vec<f32>;
@@ -284,7 +329,14 @@ pub unsafe extern "C" fn ember_tsne(
     })
 }
 
-fn run_tsne(x: MatRef, tp: &TsneParams, threads: usize, y: *mut f32, progress: ember_progress_fn, user: *mut c_void) -> ember_status {
+fn run_tsne(
+    x: MatRef,
+    tp: &TsneParams,
+    threads: usize,
+    y: *mut f32,
+    progress: ember_progress_fn,
+    user: *mut c_void,
+) -> ember_status {
     let n = x.rows();
     let bytes = ember_core::tsne::tsne_scratch(n, x.cols(), tp).bytes();
     let mut scratch = match try_zeroed::<u8>(bytes) {

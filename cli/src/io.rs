@@ -37,11 +37,19 @@ fn gunzip(bytes: &[u8], name: &str) -> Res<Vec<u8>> {
 }
 
 fn maybe_gunzip(bytes: Vec<u8>, name: &str) -> Res<Vec<u8>> {
-    if bytes.starts_with(&[0x1f, 0x8b]) { gunzip(&bytes, name) } else { Ok(bytes) }
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        gunzip(&bytes, name)
+    } else {
+        Ok(bytes)
+    }
 }
 
 fn is_idx(b: &[u8]) -> bool {
-    b.len() >= 4 && b[0] == 0 && b[1] == 0 && matches!(b[2], 0x08 | 0x09 | 0x0B | 0x0C | 0x0D | 0x0E) && (1..=8).contains(&b[3])
+    b.len() >= 4
+        && b[0] == 0
+        && b[1] == 0
+        && matches!(b[2], 0x08 | 0x09 | 0x0B | 0x0C | 0x0D | 0x0E)
+        && (1..=8).contains(&b[3])
 }
 
 pub fn read_matrix(path: &Path) -> Res<Matrix> {
@@ -57,7 +65,13 @@ pub fn parse_matrix(bytes: &[u8], name: &str) -> Res<Matrix> {
 fn text_delimiter(path: &Path) -> Option<u8> {
     let name = path.to_string_lossy().to_ascii_lowercase();
     let name = name.strip_suffix(".gz").unwrap_or(&name);
-    if name.ends_with(".tsv") || name.ends_with(".tab") { Some(b'\t') } else if name.ends_with(".csv") { Some(b',') } else { None }
+    if name.ends_with(".tsv") || name.ends_with(".tab") {
+        Some(b'\t')
+    } else if name.ends_with(".csv") {
+        Some(b',')
+    } else {
+        None
+    }
 }
 
 fn parse_matrix_named(bytes: Vec<u8>, name: &str, delim: Option<u8>) -> Res<Matrix> {
@@ -83,34 +97,90 @@ fn shape_2d(shape: &[u64], name: &str) -> Res<(usize, usize)> {
         [n] => Ok((n as usize, 1)),
         [n, d] => Ok((n as usize, d as usize)),
         [n, ref rest @ ..] => Ok((n as usize, rest.iter().product::<u64>() as usize)),
-        [] => Err(format!("{name}: a 0-dimensional array is not a data matrix")),
+        [] => Err(format!(
+            "{name}: a 0-dimensional array is not a data matrix"
+        )),
     }
 }
 
 fn parse_npy(bytes: &[u8], name: &str) -> Res<Matrix> {
-    let npy = npyz::NpyFile::new(bytes).map_err(|e| format!("{name}: malformed .npy header: {e}"))?;
+    let npy =
+        npyz::NpyFile::new(bytes).map_err(|e| format!("{name}: malformed .npy header: {e}"))?;
     let (rows, cols) = shape_2d(npy.shape(), name)?;
     let fortran = npy.order() == npyz::Order::Fortran;
     let ty = match npy.dtype() {
         npyz::DType::Plain(t) => t.to_string(),
-        other => return Err(format!("{name}: unsupported .npy dtype {other:?} (use f32, f64 or integers)")),
+        other => {
+            return Err(format!(
+                "{name}: unsupported .npy dtype {other:?} (use f32, f64 or integers)"
+            ));
+        }
     };
-    let trunc = |e: std::io::Error| format!("{name}: truncated or malformed .npy data ({rows} × {cols} {ty} expected): {e}");
+    let trunc = |e: std::io::Error| {
+        format!("{name}: truncated or malformed .npy data ({rows} × {cols} {ty} expected): {e}")
+    };
     let values: Vec<f32> = match &ty[1..] {
         "f4" => npy.into_vec::<f32>().map_err(trunc)?,
-        "f8" => npy.into_vec::<f64>().map_err(trunc)?.into_iter().map(|v| v as f32).collect(),
-        "u1" => npy.into_vec::<u8>().map_err(trunc)?.into_iter().map(f32::from).collect(),
-        "i1" => npy.into_vec::<i8>().map_err(trunc)?.into_iter().map(f32::from).collect(),
-        "u2" => npy.into_vec::<u16>().map_err(trunc)?.into_iter().map(f32::from).collect(),
-        "i2" => npy.into_vec::<i16>().map_err(trunc)?.into_iter().map(f32::from).collect(),
-        "i4" => npy.into_vec::<i32>().map_err(trunc)?.into_iter().map(|v| v as f32).collect(),
-        "i8" => npy.into_vec::<i64>().map_err(trunc)?.into_iter().map(|v| v as f32).collect(),
-        _ => return Err(format!("{name}: unsupported .npy dtype '{ty}' (use f32, f64, u8 or integers)")),
+        "f8" => npy
+            .into_vec::<f64>()
+            .map_err(trunc)?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        "u1" => npy
+            .into_vec::<u8>()
+            .map_err(trunc)?
+            .into_iter()
+            .map(f32::from)
+            .collect(),
+        "i1" => npy
+            .into_vec::<i8>()
+            .map_err(trunc)?
+            .into_iter()
+            .map(f32::from)
+            .collect(),
+        "u2" => npy
+            .into_vec::<u16>()
+            .map_err(trunc)?
+            .into_iter()
+            .map(f32::from)
+            .collect(),
+        "i2" => npy
+            .into_vec::<i16>()
+            .map_err(trunc)?
+            .into_iter()
+            .map(f32::from)
+            .collect(),
+        "i4" => npy
+            .into_vec::<i32>()
+            .map_err(trunc)?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        "i8" => npy
+            .into_vec::<i64>()
+            .map_err(trunc)?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        _ => {
+            return Err(format!(
+                "{name}: unsupported .npy dtype '{ty}' (use f32, f64, u8 or integers)"
+            ));
+        }
     };
     if values.len() != rows * cols {
-        return Err(format!("{name}: truncated .npy data: expected {} values, found {}", rows * cols, values.len()));
+        return Err(format!(
+            "{name}: truncated .npy data: expected {} values, found {}",
+            rows * cols,
+            values.len()
+        ));
     }
-    let values = if fortran && cols > 1 { transpose(&values, cols, rows) } else { values };
+    let values = if fortran && cols > 1 {
+        transpose(&values, cols, rows)
+    } else {
+        values
+    };
     Ok(Matrix { values, rows, cols })
 }
 
@@ -131,7 +201,9 @@ fn parse_idx(b: &[u8], name: &str) -> Res<Matrix> {
     if b.len() < header {
         return Err(format!("{name}: truncated IDX header"));
     }
-    let dims: Vec<u64> = (0..nd).map(|i| u32::from_be_bytes(b[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as u64).collect();
+    let dims: Vec<u64> = (0..nd)
+        .map(|i| u32::from_be_bytes(b[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as u64)
+        .collect();
     let (rows, cols) = shape_2d(&dims, name)?;
     let size = match b[2] {
         0x08 | 0x09 => 1,
@@ -139,33 +211,58 @@ fn parse_idx(b: &[u8], name: &str) -> Res<Matrix> {
         0x0C | 0x0D => 4,
         _ => 8,
     };
-    let count = rows.checked_mul(cols).ok_or_else(|| format!("{name}: IDX dimensions overflow"))?;
+    let count = rows
+        .checked_mul(cols)
+        .ok_or_else(|| format!("{name}: IDX dimensions overflow"))?;
     let need = count * size;
     let body = &b[header..];
     if body.len() < need {
-        return Err(format!("{name}: truncated IDX data: header promises {rows} × {cols} values ({need} bytes), file has {} bytes", body.len()));
+        return Err(format!(
+            "{name}: truncated IDX data: header promises {rows} × {cols} values ({need} bytes), file has {} bytes",
+            body.len()
+        ));
     }
     if body.len() > need {
-        return Err(format!("{name}: IDX file has {} bytes after the {need} bytes its header describes", body.len() - need));
+        return Err(format!(
+            "{name}: IDX file has {} bytes after the {need} bytes its header describes",
+            body.len() - need
+        ));
     }
     let values: Vec<f32> = match b[2] {
         0x08 => body.iter().map(|&v| v as f32).collect(),
         0x09 => body.iter().map(|&v| v as i8 as f32).collect(),
-        0x0B => body.chunks_exact(2).map(|c| i16::from_be_bytes([c[0], c[1]]) as f32).collect(),
-        0x0C => body.chunks_exact(4).map(|c| i32::from_be_bytes(c.try_into().unwrap()) as f32).collect(),
-        0x0D => body.chunks_exact(4).map(|c| f32::from_be_bytes(c.try_into().unwrap())).collect(),
-        _ => body.chunks_exact(8).map(|c| f64::from_be_bytes(c.try_into().unwrap()) as f32).collect(),
+        0x0B => body
+            .chunks_exact(2)
+            .map(|c| i16::from_be_bytes([c[0], c[1]]) as f32)
+            .collect(),
+        0x0C => body
+            .chunks_exact(4)
+            .map(|c| i32::from_be_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
+        0x0D => body
+            .chunks_exact(4)
+            .map(|c| f32::from_be_bytes(c.try_into().unwrap()))
+            .collect(),
+        _ => body
+            .chunks_exact(8)
+            .map(|c| f64::from_be_bytes(c.try_into().unwrap()) as f32)
+            .collect(),
     };
     Ok(Matrix { values, rows, cols })
 }
 
 fn parse_text(b: &[u8], name: &str, delim: Option<u8>) -> Res<Matrix> {
-    let text = std::str::from_utf8(b).map_err(|e| format!("{name}: not a .npy, IDX or UTF-8 text (CSV/TSV) file: {e}"))?;
+    let text = std::str::from_utf8(b)
+        .map_err(|e| format!("{name}: not a .npy, IDX or UTF-8 text (CSV/TSV) file: {e}"))?;
     let delim = delim.unwrap_or_else(|| {
         let first = text.lines().next().unwrap_or("");
         if first.contains('\t') { b'\t' } else { b',' }
     });
-    let mut rdr = csv::ReaderBuilder::new().has_headers(false).delimiter(delim).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .delimiter(delim)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
     let mut values = Vec::new();
     let mut cols = 0;
     let mut rows = 0;
@@ -176,19 +273,29 @@ fn parse_text(b: &[u8], name: &str, delim: Option<u8>) -> Res<Matrix> {
             continue;
         }
         // A first row with no numbers at all is a header.
-        if rows == 0 && cols == 0 && rec.iter().all(|c| c.parse::<f64>().is_err()) && values.is_empty() {
+        if rows == 0
+            && cols == 0
+            && rec.iter().all(|c| c.parse::<f64>().is_err())
+            && values.is_empty()
+        {
             cols = rec.len();
             continue;
         }
         if cols == 0 {
             cols = rec.len();
         } else if rec.len() != cols {
-            return Err(format!("{name}: line {line}: expected {cols} columns, found {}", rec.len()));
+            return Err(format!(
+                "{name}: line {line}: expected {cols} columns, found {}",
+                rec.len()
+            ));
         }
         for (c, cell) in rec.iter().enumerate() {
-            let v: f32 = cell
-                .parse()
-                .map_err(|_| format!("{name}: line {line}, column {}: '{cell}' is not a number", c + 1))?;
+            let v: f32 = cell.parse().map_err(|_| {
+                format!(
+                    "{name}: line {line}, column {}: '{cell}' is not a number",
+                    c + 1
+                )
+            })?;
             values.push(v);
         }
         rows += 1;
@@ -207,27 +314,49 @@ pub fn parse_labels(bytes: &[u8], name: &str) -> Res<Labels> {
     let raw: Vec<String> = if bytes.starts_with(b"\x93NUMPY") || is_idx(&bytes) {
         let m = parse_matrix_named(bytes, name, None)?;
         if m.cols != 1 {
-            return Err(format!("{name}: labels must be one column, found {}", m.cols));
+            return Err(format!(
+                "{name}: labels must be one column, found {}",
+                m.cols
+            ));
         }
         m.values.iter().map(|v| v.to_string()).collect()
     } else {
-        let text = std::str::from_utf8(&bytes).map_err(|e| format!("{name}: labels are not UTF-8 text: {e}"))?;
-        text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| format!("{name}: labels are not UTF-8 text: {e}"))?;
+        text.lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
     };
     // Numeric labels sort numerically, others lexically.
     let mut distinct: Vec<&String> = raw.iter().collect();
     let numeric = raw.iter().all(|s| s.parse::<f64>().is_ok());
     if numeric {
-        distinct.sort_by(|a, b| a.parse::<f64>().unwrap().total_cmp(&b.parse::<f64>().unwrap()));
+        distinct.sort_by(|a, b| {
+            a.parse::<f64>()
+                .unwrap()
+                .total_cmp(&b.parse::<f64>().unwrap())
+        });
     } else {
         distinct.sort();
     }
     distinct.dedup();
-    let ids = raw.iter().map(|s| distinct.binary_search_by(|d| if numeric {
-        d.parse::<f64>().unwrap().total_cmp(&s.parse::<f64>().unwrap())
-    } else {
-        d.as_str().cmp(s.as_str())
-    }).unwrap() as u32).collect();
+    let ids = raw
+        .iter()
+        .map(|s| {
+            distinct
+                .binary_search_by(|d| {
+                    if numeric {
+                        d.parse::<f64>()
+                            .unwrap()
+                            .total_cmp(&s.parse::<f64>().unwrap())
+                    } else {
+                        d.as_str().cmp(s.as_str())
+                    }
+                })
+                .unwrap() as u32
+        })
+        .collect();
     Ok(Labels { ids })
 }
 
@@ -239,7 +368,12 @@ pub enum OutputKind {
 
 impl OutputKind {
     pub fn from_path(p: &Path) -> Res<Self> {
-        match p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+        match p
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref()
+        {
             Some("npy") => Ok(OutputKind::Npy),
             Some("csv") => Ok(OutputKind::Csv),
             _ => Err(format!("{}: output must end in .npy or .csv", p.display())),
@@ -248,7 +382,12 @@ impl OutputKind {
 }
 
 pub fn check_png_path(p: &Path) -> Res<()> {
-    match p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+    match p
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .as_deref()
+    {
         Some("png") => Ok(()),
         _ => Err(format!("{}: plot must end in .png", p.display())),
     }
@@ -256,8 +395,14 @@ pub fn check_png_path(p: &Path) -> Res<()> {
 
 /// Writes through a temporary file in the same directory, renamed into place on success,
 /// so a failure never leaves a partial file.
-pub fn write_atomically(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Res<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Res<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let err = |e: std::io::Error| format!("{}: cannot write: {e}", path.display());
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
     {
@@ -269,18 +414,31 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::
     Ok(())
 }
 
-pub fn write_embedding(path: &Path, kind: OutputKind, y: &[f32], rows: usize, cols: usize) -> Res<()> {
+pub fn write_embedding(
+    path: &Path,
+    kind: OutputKind,
+    y: &[f32],
+    rows: usize,
+    cols: usize,
+) -> Res<()> {
     write_atomically(path, |w| match kind {
         OutputKind::Csv => {
             for r in 0..rows {
-                let line: Vec<String> = y[r * cols..(r + 1) * cols].iter().map(|v| v.to_string()).collect();
+                let line: Vec<String> = y[r * cols..(r + 1) * cols]
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect();
                 writeln!(w, "{}", line.join(","))?;
             }
             Ok(())
         }
         OutputKind::Npy => {
             use npyz::WriterBuilder;
-            let mut npy = npyz::WriteOptions::<f32>::new().default_dtype().shape(&[rows as u64, cols as u64]).writer(w).begin_nd()?;
+            let mut npy = npyz::WriteOptions::<f32>::new()
+                .default_dtype()
+                .shape(&[rows as u64, cols as u64])
+                .writer(w)
+                .begin_nd()?;
             npy.extend(y.iter().copied())?;
             npy.finish()
         }

@@ -6,10 +6,10 @@ mod plot;
 mod progress;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ember_core::MatRef;
 use ember_core::knn::Metric;
 use ember_core::threads::Threads;
 use ember_core::tsne::{Init, Repulsion, TsneParams};
-use ember_core::MatRef;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,7 +18,11 @@ const DEMO_IMAGES: &[u8] = include_bytes!("../../data/t10k-images.idx3-ubyte.gz"
 const DEMO_LABELS: &[u8] = include_bytes!("../../data/t10k-labels.idx1-ubyte.gz");
 
 #[derive(Parser)]
-#[command(name = "ember", version, about = "Neighbour embeddings: t-SNE (and soon UMAP and the contrastive family)")]
+#[command(
+    name = "ember",
+    version,
+    about = "Neighbour embeddings: t-SNE (and soon UMAP and the contrastive family)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -164,13 +168,29 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
                 Some(p) => io::read_labels(p)?,
                 None => io::parse_labels(DEMO_LABELS, "bundled MNIST test labels")?,
             };
-            (data, Some(labels), Some(a.plot.clone().unwrap_or_else(|| PathBuf::from("embedding.png"))))
+            (
+                data,
+                Some(labels),
+                Some(
+                    a.plot
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("embedding.png")),
+                ),
+            )
         }
     };
-    let src = a.input.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "demo".into());
+    let src = a
+        .input
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "demo".into());
     if let Some(l) = &labels {
         if l.len() != data.rows {
-            return Err(format!("labels: {} labels for {} data rows", l.len(), data.rows));
+            return Err(format!(
+                "labels: {} labels for {} data rows",
+                l.len(),
+                data.rows
+            ));
         }
     }
     let out_kind = io::OutputKind::from_path(&a.output)?;
@@ -181,7 +201,11 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
         "auto" => 0.0,
         s => match s.parse::<f32>() {
             Ok(v) if v.is_finite() && v > 0.0 => v,
-            _ => return Err(format!("--learning-rate: expected a positive number or 'auto', got '{s}'")),
+            _ => {
+                return Err(format!(
+                    "--learning-rate: expected a positive number or 'auto', got '{s}'"
+                ));
+            }
         },
     };
     let params = TsneParams {
@@ -210,21 +234,36 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
     params.validate().map_err(|e| e.to_string())?;
     let x = MatRef::dense(&data.values, data.rows, data.cols).map_err(|e| format!("{src}: {e}"))?;
     if data.rows < 2 {
-        return Err(format!("{src}: {}", ember_core::Error::TooFewPoints { n: data.rows, min: 2 }));
+        return Err(format!(
+            "{src}: {}",
+            ember_core::Error::TooFewPoints {
+                n: data.rows,
+                min: 2
+            }
+        ));
     }
-    ember_core::affinity::check_perplexity(data.rows, a.perplexity).map_err(|e| format!("{src}: {e}"))?;
+    ember_core::affinity::check_perplexity(data.rows, a.perplexity)
+        .map_err(|e| format!("{src}: {e}"))?;
     x.check_finite().map_err(|e| format!("{src}: {e}"))?;
 
     let par = Threads::new(a.threads);
-    let mut scratch = vec![0u8; ember_core::tsne::tsne_scratch(data.rows, data.cols, &params).bytes()];
+    let mut scratch =
+        vec![0u8; ember_core::tsne::tsne_scratch(data.rows, data.cols, &params).bytes()];
     let mut y = vec![0.0f32; data.rows * params.dims];
     let mut obs = progress::Reporter::new(a.quiet);
     let t0 = std::time::Instant::now();
-    let summary = ember_core::tsne::tsne(x, &params, &par, &mut obs, &mut scratch, &mut y).map_err(|e| format!("{src}: {e}"))?;
+    let summary = ember_core::tsne::tsne(x, &params, &par, &mut obs, &mut scratch, &mut y)
+        .map_err(|e| format!("{src}: {e}"))?;
     obs.finish();
     io::write_embedding(&a.output, out_kind, &y, data.rows, params.dims)?;
     if let Some(p) = &plot {
-        plot::write_scatter(p, &y, data.rows, params.dims, labels.as_ref().map(|l| l.ids.as_slice()))?;
+        plot::write_scatter(
+            p,
+            &y,
+            data.rows,
+            params.dims,
+            labels.as_ref().map(|l| l.ids.as_slice()),
+        )?;
     }
     if !a.quiet {
         eprintln!(
@@ -235,7 +274,8 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
             par.count(),
             summary.kl,
             a.output.display(),
-            plot.map(|p| format!(" and {}", p.display())).unwrap_or_default()
+            plot.map(|p| format!(" and {}", p.display()))
+                .unwrap_or_default()
         );
     }
     Ok(())
@@ -245,27 +285,52 @@ fn run_eval(a: EvalArgs) -> Res<()> {
     let data = io::read_matrix(&a.data)?;
     let emb = io::read_matrix(&a.embedding)?;
     if emb.rows != data.rows {
-        return Err(format!("{}: {} rows, but the data has {}", a.embedding.display(), emb.rows, data.rows));
+        return Err(format!(
+            "{}: {} rows, but the data has {}",
+            a.embedding.display(),
+            emb.rows,
+            data.rows
+        ));
     }
     let labels = a.labels.as_deref().map(io::read_labels).transpose()?;
     if let Some(l) = &labels {
         if l.len() != data.rows {
-            return Err(format!("labels: {} labels for {} data rows", l.len(), data.rows));
+            return Err(format!(
+                "labels: {} labels for {} data rows",
+                l.len(),
+                data.rows
+            ));
         }
     }
     let par = Threads::new(a.threads);
     let xd = MatRef::dense(&data.values, data.rows, data.cols).map_err(|e| e.to_string())?;
     let xe = MatRef::dense(&emb.values, emb.rows, emb.cols).map_err(|e| e.to_string())?;
-    xd.check_finite().map_err(|e| format!("{}: {e}", a.data.display()))?;
-    xe.check_finite().map_err(|e| format!("{}: {e}", a.embedding.display()))?;
+    xd.check_finite()
+        .map_err(|e| format!("{}: {e}", a.data.display()))?;
+    xe.check_finite()
+        .map_err(|e| format!("{}: {e}", a.embedding.display()))?;
     let n = data.rows;
     if a.k == 0 || a.k >= n {
-        return Err(format!("-k must be between 1 and N - 1 = {}", n.saturating_sub(1)));
+        return Err(format!(
+            "-k must be between 1 and N - 1 = {}",
+            n.saturating_sub(1)
+        ));
     }
     let neighbours = |m: MatRef, metric: Metric| -> Res<Vec<u32>> {
-        let (mut norms, mut idx, mut dist) = (vec![0.0; n], vec![0u32; n * a.k], vec![0.0; n * a.k]);
-        ember_core::knn::exact_knn(m, a.k, metric, ember_core::knn::Kernel::Simd, &par, &mut ember_core::Silent, &mut norms, &mut idx, &mut dist)
-            .map_err(|e| e.to_string())?;
+        let (mut norms, mut idx, mut dist) =
+            (vec![0.0; n], vec![0u32; n * a.k], vec![0.0; n * a.k]);
+        ember_core::knn::exact_knn(
+            m,
+            a.k,
+            metric,
+            ember_core::knn::Kernel::Simd,
+            &par,
+            &mut ember_core::Silent,
+            &mut norms,
+            &mut idx,
+            &mut dist,
+        )
+        .map_err(|e| e.to_string())?;
         Ok(idx)
     };
     let high = neighbours(xd, a.metric.into())?;
@@ -274,7 +339,8 @@ fn run_eval(a: EvalArgs) -> Res<()> {
     println!("recall@{}: {recall:.4}", a.k);
     if let Some(l) = labels {
         let mut s = vec![0u8; ember_core::metrics::knn_accuracy_scratch(n, emb.cols, a.k).bytes()];
-        let acc = ember_core::metrics::knn_accuracy(xe, &l.ids, a.k, 0.1, a.seed, &par, &mut s).map_err(|e| e.to_string())?;
+        let acc = ember_core::metrics::knn_accuracy(xe, &l.ids, a.k, 0.1, a.seed, &par, &mut s)
+            .map_err(|e| e.to_string())?;
         println!("{}-NN accuracy: {acc:.4}", a.k);
     }
     Ok(())

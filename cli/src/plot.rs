@@ -22,9 +22,19 @@ const RADIUS: f32 = 1.6;
 const ALPHA: f32 = 0.55;
 
 /// Plots the first two coordinates (a 1-D embedding is plotted against its index).
-pub fn write_scatter(path: &Path, y: &[f32], n: usize, dims: usize, labels: Option<&[u32]>) -> Result<(), String> {
+pub fn write_scatter(
+    path: &Path,
+    y: &[f32],
+    n: usize,
+    dims: usize,
+    labels: Option<&[u32]>,
+) -> Result<(), String> {
     let point = |i: usize| -> (f32, f32) {
-        if dims >= 2 { (y[i * dims], y[i * dims + 1]) } else { (i as f32, y[i]) }
+        if dims >= 2 {
+            (y[i * dims], y[i * dims + 1])
+        } else {
+            (i as f32, y[i])
+        }
     };
     let (mut lo, mut hi) = ([f32::INFINITY; 2], [f32::NEG_INFINITY; 2]);
     for i in 0..n {
@@ -62,7 +72,10 @@ pub fn write_scatter(path: &Path, y: &[f32], n: usize, dims: usize, labels: Opti
             }
         }
     }
-    let bytes: Vec<u8> = img.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
+    let bytes: Vec<u8> = img
+        .iter()
+        .map(|v| v.round().clamp(0.0, 255.0) as u8)
+        .collect();
     crate::io::write_atomically(path, |w| {
         let mut enc = png::Encoder::new(w, SIZE as u32, SIZE as u32);
         enc.set_color(png::ColorType::Rgb);

@@ -14,7 +14,13 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(quiet: bool) -> Self {
-        Reporter { quiet, tty: std::io::stderr().is_terminal(), bar: None, stage: None, last_kl: None }
+        Reporter {
+            quiet,
+            tty: std::io::stderr().is_terminal(),
+            bar: None,
+            stage: None,
+            last_kl: None,
+        }
     }
 
     pub fn finish(&mut self) {
@@ -35,9 +41,11 @@ impl Reporter {
         if self.tty {
             let bar = ProgressBar::new(total as u64);
             bar.set_style(
-                ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len} {msg} ({elapsed})")
-                    .unwrap()
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>10} [{bar:40}] {pos}/{len} {msg} ({elapsed})",
+                )
+                .unwrap()
+                .progress_chars("=> "),
             );
             bar.set_prefix(label);
             self.bar = Some(bar);

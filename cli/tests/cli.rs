@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn ember(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember")).current_dir(dir).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_ember"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -16,12 +20,17 @@ fn tmpdir(name: &str) -> PathBuf {
 }
 
 fn data(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(name).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 /// A little-endian f32 .npy file (C order).
 fn npy_f32(rows: usize, cols: usize, v: &[f32]) -> Vec<u8> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -39,29 +48,61 @@ fn npy_f32(rows: usize, cols: usize, v: &[f32]) -> Vec<u8> {
 fn blobs(n: usize, d: usize) -> Vec<f32> {
     let mut s: u64 = 12345;
     let mut next = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
     };
-    (0..n * d).map(|i| next() + if (i % d) == (i / d) % 3 { 8.0 } else { 0.0 }).collect()
+    (0..n * d)
+        .map(|i| next() + if (i % d) == (i / d) % 3 { 8.0 } else { 0.0 })
+        .collect()
 }
 
 fn to_csv(v: &[f32], d: usize) -> String {
-    v.chunks(d).map(|r| r.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",") + "\n").collect()
+    v.chunks(d)
+        .map(|r| {
+            r.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+                + "\n"
+        })
+        .collect()
 }
 
 #[test]
 fn demo_run_reaches_the_quality_floors() {
     let dir = tmpdir("demo");
     let out = ember(&dir, &["tsne", "-q"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.join("embedding.csv").exists() && dir.join("embedding.png").exists());
     let png = std::fs::read(dir.join("embedding.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
-    let eval = ember(&dir, &["eval", &data("t10k-images.idx3-ubyte.gz"), "embedding.csv", "--labels", &data("t10k-labels.idx1-ubyte.gz")]);
+    let eval = ember(
+        &dir,
+        &[
+            "eval",
+            &data("t10k-images.idx3-ubyte.gz"),
+            "embedding.csv",
+            "--labels",
+            &data("t10k-labels.idx1-ubyte.gz"),
+        ],
+    );
     let text = String::from_utf8_lossy(&eval.stdout).to_string();
-    assert!(eval.status.success(), "{text}{}", String::from_utf8_lossy(&eval.stderr));
+    assert!(
+        eval.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
     let figure = |key: &str| -> f64 {
-        let line = text.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no '{key}' in {text}"));
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no '{key}' in {text}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
     let (recall, acc) = (figure("recall@10"), figure("10-NN accuracy"));
@@ -82,12 +123,49 @@ fn formats_agree_and_threads_do_not_change_the_result() {
     let mut outs = vec![];
     for (input, threads) in [("x.csv", "1"), ("x.tsv", "2"), ("x.npy", "4")] {
         let o = format!("{input}.out.npy");
-        let r = ember(&dir, &["tsne", input, "-o", &o, "--perplexity", "10", "--iters", "100", "--threads", threads, "-q"]);
-        assert!(r.status.success(), "{input}: {}", String::from_utf8_lossy(&r.stderr));
+        let r = ember(
+            &dir,
+            &[
+                "tsne",
+                input,
+                "-o",
+                &o,
+                "--perplexity",
+                "10",
+                "--iters",
+                "100",
+                "--threads",
+                threads,
+                "-q",
+            ],
+        );
+        assert!(
+            r.status.success(),
+            "{input}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
         outs.push(std::fs::read(dir.join(&o)).unwrap());
     }
-    assert!(outs.windows(2).all(|w| w[0] == w[1]), "CSV/TSV/npy with 1/2/4 threads must give identical bits");
-    let r = ember(&dir, &["tsne", "x.npy", "-o", "y.csv", "--perplexity", "10", "--iters", "50", "--dims", "3", "-q"]);
+    assert!(
+        outs.windows(2).all(|w| w[0] == w[1]),
+        "CSV/TSV/npy with 1/2/4 threads must give identical bits"
+    );
+    let r = ember(
+        &dir,
+        &[
+            "tsne",
+            "x.npy",
+            "-o",
+            "y.csv",
+            "--perplexity",
+            "10",
+            "--iters",
+            "50",
+            "--dims",
+            "3",
+            "-q",
+        ],
+    );
     assert!(r.status.success());
     let csv = std::fs::read_to_string(dir.join("y.csv")).unwrap();
     assert_eq!(csv.lines().count(), n);
@@ -102,10 +180,24 @@ fn assert_fails(dir: &Path, args: &[&str], expect: &str) {
     let r = ember(dir, &full);
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success(), "{args:?} should fail");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
-    assert!(err.contains(expect), "{args:?}: '{err}' should mention '{expect}'");
-    assert!(!dir.join("out.csv").exists() && !dir.join("out.png").exists(), "{args:?} left an output file");
-    let leftovers: Vec<_> = std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".tmp")).collect();
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err}"
+    );
+    assert!(
+        err.contains(expect),
+        "{args:?}: '{err}' should mention '{expect}'"
+    );
+    assert!(
+        !dir.join("out.csv").exists() && !dir.join("out.png").exists(),
+        "{args:?} left an output file"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary files left behind");
 }
 
@@ -130,22 +222,60 @@ fn bad_input_fails_cleanly_without_output() {
     let mut cells = to_csv(&v, d);
     cells.push_str("1,2,oops,4\n");
     w("cell.csv", cells.into_bytes());
-    w("labels.txt", (0..n - 1).map(|i| format!("{}\n", i % 3)).collect::<String>().into_bytes());
+    w(
+        "labels.txt",
+        (0..n - 1)
+            .map(|i| format!("{}\n", i % 3))
+            .collect::<String>()
+            .into_bytes(),
+    );
     let mut idx = vec![0, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 28, 0, 0, 0, 28];
     idx.extend(vec![7u8; 100]);
     w("trunc.idx", idx);
 
-    assert_fails(&dir, &["nan.npy"], "non-finite value (NaN or infinity) at row 2, column 1");
+    assert_fails(
+        &dir,
+        &["nan.npy"],
+        "non-finite value (NaN or infinity) at row 2, column 1",
+    );
     assert_fails(&dir, &["inf.csv", "--perplexity", "5"], "non-finite value");
     assert_fails(&dir, &["one.csv"], "too few points");
     assert_fails(&dir, &["nocols.npy"], "zero columns");
-    assert_fails(&dir, &["ok.npy", "--perplexity", "60"], "perplexity 60 is too large for 60 points");
-    assert_fails(&dir, &["ok.npy", "--perplexity", "10", "--labels", "labels.txt"], "59 labels for 60 data rows");
+    assert_fails(
+        &dir,
+        &["ok.npy", "--perplexity", "60"],
+        "perplexity 60 is too large for 60 points",
+    );
+    assert_fails(
+        &dir,
+        &["ok.npy", "--perplexity", "10", "--labels", "labels.txt"],
+        "59 labels for 60 data rows",
+    );
     assert_fails(&dir, &["trunc.npy"], "truncated");
-    assert_fails(&dir, &["cell.csv"], "line 61, column 3: 'oops' is not a number");
+    assert_fails(
+        &dir,
+        &["cell.csv"],
+        "line 61, column 3: 'oops' is not a number",
+    );
     assert_fails(&dir, &["trunc.idx"], "truncated IDX data");
     assert_fails(&dir, &["missing.csv"], "cannot read");
-    assert_fails(&dir, &["ok.npy", "--perplexity", "10", "--learning-rate", "-3"], "--learning-rate");
-    assert_fails(&dir, &["ok.npy", "--perplexity", "10", "--dims", "4", "--repulsion", "bh"], "Barnes-Hut needs 2-D or 3-D");
+    assert_fails(
+        &dir,
+        &["ok.npy", "--perplexity", "10", "--learning-rate", "-3"],
+        "--learning-rate",
+    );
+    assert_fails(
+        &dir,
+        &[
+            "ok.npy",
+            "--perplexity",
+            "10",
+            "--dims",
+            "4",
+            "--repulsion",
+            "bh",
+        ],
+        "Barnes-Hut needs 2-D or 3-D",
+    );
     assert_fails(&dir, &["ok.npy", "--perplexity", "10", "--dof", "0"], "dof");
 }

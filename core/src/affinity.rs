@@ -1,7 +1,7 @@
 //! t-SNE input affinities: perplexity calibration of conditional P, then symmetrisation into
 //! a CSR matrix that sums to one (MATH §2).
 
-use crate::error::{ensure, ensure_len, Error, Result};
+use crate::error::{Error, Result, ensure, ensure_len};
 use crate::parallel::Parallel;
 
 /// Largest number of calibration steps per row.
@@ -19,7 +19,11 @@ pub fn neighbours_for_perplexity(n: usize, perplexity: f32) -> usize {
 
 /// Validates a perplexity for `n` points.
 pub fn check_perplexity(n: usize, perplexity: f32) -> Result<()> {
-    ensure(perplexity.is_finite() && perplexity >= 1.0, "perplexity", "must be a finite number >= 1")?;
+    ensure(
+        perplexity.is_finite() && perplexity >= 1.0,
+        "perplexity",
+        "must be a finite number >= 1",
+    )?;
     if n < 2 || perplexity > (n - 1) as f32 {
         return Err(Error::PerplexityTooLarge { perplexity, n });
     }
@@ -59,10 +63,21 @@ pub fn calibrate_perplexity(
     betas: Option<&mut [f32]>,
 ) -> Result<()> {
     ensure(k >= 1, "k", "must be at least 1")?;
-    ensure(perplexity.is_finite() && perplexity > 0.0, "perplexity", "must be a finite positive number")?;
-    ensure(dist_to_p.len() % k == 0, "distances", "length is not a multiple of k")?;
+    ensure(
+        perplexity.is_finite() && perplexity > 0.0,
+        "perplexity",
+        "must be a finite positive number",
+    )?;
+    ensure(
+        dist_to_p.len() % k == 0,
+        "distances",
+        "length is not a multiple of k",
+    )?;
     if let Some(i) = dist_to_p.iter().position(|d| !d.is_finite() || *d < 0.0) {
-        return Err(Error::NonFinite { row: i / k, col: i % k });
+        return Err(Error::NonFinite {
+            row: i / k,
+            col: i % k,
+        });
     }
     let n = dist_to_p.len() / k;
     let target = libm::log(perplexity as f64);
@@ -74,14 +89,23 @@ pub fn calibrate_perplexity(
         }
         None => (&mut none[..], 0),
     };
-    crate::parallel::for_row_chunks2(par, n, TASK_ROWS, dist_to_p, k, betas, bw, &|_, _, rows, chunk, bchunk| {
-        for r in 0..rows {
-            let beta = calibrate_row(&mut chunk[r * k..(r + 1) * k], target);
-            if bw == 1 {
-                bchunk[r] = beta as f32;
+    crate::parallel::for_row_chunks2(
+        par,
+        n,
+        TASK_ROWS,
+        dist_to_p,
+        k,
+        betas,
+        bw,
+        &|_, _, rows, chunk, bchunk| {
+            for r in 0..rows {
+                let beta = calibrate_row(&mut chunk[r * k..(r + 1) * k], target);
+                if bw == 1 {
+                    bchunk[r] = beta as f32;
+                }
             }
-        }
-    });
+        },
+    );
     Ok(())
 }
 
@@ -113,10 +137,18 @@ fn calibrate_row(d: &mut [f32], target: f64) -> f64 {
         if diff.abs() < ENTROPY_TOL {
             break;
         }
-        if diff > 0.0 { lo = beta } else { hi = beta }
+        if diff > 0.0 {
+            lo = beta
+        } else {
+            hi = beta
+        }
         // dH/dβ = −β·Var(d); take the Newton step when it stays inside the bracket.
         let slope = -beta * var;
-        let newton = if slope < 0.0 { beta - diff / slope } else { f64::NAN };
+        let newton = if slope < 0.0 {
+            beta - diff / slope
+        } else {
+            f64::NAN
+        };
         beta = if newton > lo && newton < hi {
             newton
         } else if hi.is_finite() {
@@ -152,7 +184,11 @@ pub fn symmetrize(
     values: &mut [f32],
     cursor: &mut [usize],
 ) -> Result<usize> {
-    ensure(k >= 1 && idx.len() % k == 0, "k", "neighbour list length is not a multiple of k")?;
+    ensure(
+        k >= 1 && idx.len() % k == 0,
+        "k",
+        "neighbour list length is not a multiple of k",
+    )?;
     let n = idx.len() / k;
     ensure_len("conditional P", n * k, p_cond.len())?;
     ensure_len("indptr", n + 1, indptr.len())?;
@@ -160,7 +196,14 @@ pub fn symmetrize(
     ensure_len("values", 2 * n * k, values.len())?;
     ensure_len("cursor", n, cursor.len())?;
     if let Some(&j) = idx.iter().find(|&&j| j as usize >= n) {
-        return Err(Error::InvalidParameter { name: "neighbour index", reason: if j == u32::MAX { "unset" } else { "out of range" } });
+        return Err(Error::InvalidParameter {
+            name: "neighbour index",
+            reason: if j == u32::MAX {
+                "unset"
+            } else {
+                "out of range"
+            },
+        });
     }
     // Row i holds its k own entries, then one per point that has i as a neighbour.
     indptr[..=n].fill(0);
@@ -217,7 +260,11 @@ fn heap_sort_pairs(keys: &mut [u32], vals: &mut [f32]) {
         if l >= len {
             break;
         }
-        let c = if l + 1 < len && keys[l + 1] > keys[l] { l + 1 } else { l };
+        let c = if l + 1 < len && keys[l + 1] > keys[l] {
+            l + 1
+        } else {
+            l
+        };
         if keys[c] > keys[p] {
             keys.swap(c, p);
             vals.swap(c, p);
@@ -243,7 +290,10 @@ mod tests {
     use crate::Serial;
 
     fn row_entropy(p: &[f32]) -> f64 {
-        -p.iter().filter(|&&v| v > 0.0).map(|&v| (v as f64) * (v as f64).ln()).sum::<f64>()
+        -p.iter()
+            .filter(|&&v| v > 0.0)
+            .map(|&v| (v as f64) * (v as f64).ln())
+            .sum::<f64>()
     }
 
     #[test]
@@ -265,7 +315,11 @@ mod tests {
                 assert!((sum - 1.0).abs() < 1e-5, "row {i} sums to {sum}");
                 let h = row_entropy(row);
                 // Floor from the issue: |H − ln(perplexity)| < 1e-5 nats.
-                assert!((h - (perp as f64).ln()).abs() < 1e-5, "row {i}: H = {h}, target {}", (perp as f64).ln());
+                assert!(
+                    (h - (perp as f64).ln()).abs() < 1e-5,
+                    "row {i}: H = {h}, target {}",
+                    (perp as f64).ln()
+                );
             }
         }
     }
@@ -306,7 +360,11 @@ mod tests {
         let mut val = vec![0.0f32; 2 * n * k];
         let mut cur = vec![0usize; n];
         let nnz = symmetrize(&idx, &p, k, &mut indptr, &mut ind, &mut val, &mut cur).unwrap();
-        let csr = CsrRef { indptr: &indptr, indices: &ind[..nnz], values: &val[..nnz] };
+        let csr = CsrRef {
+            indptr: &indptr,
+            indices: &ind[..nnz],
+            values: &val[..nnz],
+        };
         let total: f64 = csr.values.iter().map(|&v| v as f64).sum();
         assert!((total - 1.0).abs() < 1e-5, "sum {total}");
         let get = |i: usize, j: usize| {
@@ -315,7 +373,10 @@ mod tests {
         };
         for i in 0..n {
             let (cols, vals) = csr.row(i);
-            assert!(cols.windows(2).all(|w| w[0] < w[1]), "row {i} columns sorted and unique");
+            assert!(
+                cols.windows(2).all(|w| w[0] < w[1]),
+                "row {i} columns sorted and unique"
+            );
             for (&j, &v) in cols.iter().zip(vals) {
                 assert_ne!(j as usize, i);
                 assert_eq!(v, get(j as usize, i), "P[{i},{j}] != P[{j},{i}]");
@@ -326,8 +387,14 @@ mod tests {
     #[test]
     fn perplexity_limits() {
         assert!(check_perplexity(100, 30.0).is_ok());
-        assert!(matches!(check_perplexity(30, 30.0), Err(Error::PerplexityTooLarge { .. })));
-        assert!(matches!(check_perplexity(30, 40.0), Err(Error::PerplexityTooLarge { .. })));
+        assert!(matches!(
+            check_perplexity(30, 30.0),
+            Err(Error::PerplexityTooLarge { .. })
+        ));
+        assert!(matches!(
+            check_perplexity(30, 40.0),
+            Err(Error::PerplexityTooLarge { .. })
+        ));
         assert!(check_perplexity(30, f32::NAN).is_err());
         assert_eq!(neighbours_for_perplexity(10_000, 30.0), 90);
         assert_eq!(neighbours_for_perplexity(20, 10.0), 19);

@@ -6,9 +6,9 @@
 //! Leaves hold one point, or several that cannot be separated (duplicates, or the depth cap);
 //! leaves are always summed exactly, so θ = 0 reproduces the exact sums.
 
-use crate::error::{ensure, ensure_len, Error, Result};
-use crate::gradient::{partials_len, sq_dist, OutputKernel, TASK_ROWS};
-use crate::parallel::{for_row_chunks_sum, Parallel};
+use crate::error::{Error, Result, ensure, ensure_len};
+use crate::gradient::{OutputKernel, TASK_ROWS, partials_len, sq_dist};
+use crate::parallel::{Parallel, for_row_chunks_sum};
 use crate::scratch::Pod;
 
 /// Depth at which cells stop splitting (cells are then 2^-40 of the root's width).
@@ -40,7 +40,12 @@ pub fn nodes_len(n: usize) -> usize {
 }
 
 /// Builds the tree over `y` (`n × D`). Returns the number of nodes used.
-fn build<const D: usize>(y: &[f32], n: usize, nodes: &mut [BhNode], perm: &mut [u32]) -> Result<usize> {
+fn build<const D: usize>(
+    y: &[f32],
+    n: usize,
+    nodes: &mut [BhNode],
+    perm: &mut [u32],
+) -> Result<usize> {
     let mut lo = [f32::INFINITY; D];
     let mut hi = [f32::NEG_INFINITY; D];
     for i in 0..n {
@@ -88,7 +93,12 @@ fn build_node<const D: usize>(
             com[a] += y[p as usize * D + a] as f64;
         }
     }
-    let mut nd = BhNode { count: (e - s) as u32, start: s as u32, end: e as u32, ..Default::default() };
+    let mut nd = BhNode {
+        count: (e - s) as u32,
+        start: s as u32,
+        end: e as u32,
+        ..Default::default()
+    };
     for a in 0..D {
         nd.com[a] = (com[a] / (e - s) as f64) as f32;
     }
@@ -106,7 +116,8 @@ fn build_node<const D: usize>(
         for a in 0..D {
             let step = orthants >> (a + 1);
             for g in (0..orthants).step_by(2 * step) {
-                bounds[g + step] = partition(y, D, a, centre[a], perm, bounds[g], bounds[g + 2 * step]);
+                bounds[g + step] =
+                    partition(y, D, a, centre[a], perm, bounds[g], bounds[g + 2 * step]);
             }
         }
         let non_empty = (0..orthants).filter(|&o| bounds[o + 1] > bounds[o]).count();
@@ -135,7 +146,18 @@ fn build_node<const D: usize>(
         for o in 0..orthants {
             if bounds[o + 1] > bounds[o] {
                 let cc = child_centre(o, centre, half);
-                build_node::<D>(y, nodes, perm, c, bounds[o], bounds[o + 1], cc, 0.5 * half, depth + 1, next);
+                build_node::<D>(
+                    y,
+                    nodes,
+                    perm,
+                    c,
+                    bounds[o],
+                    bounds[o + 1],
+                    cc,
+                    0.5 * half,
+                    depth + 1,
+                    next,
+                );
                 c += 1;
             }
         }
@@ -144,7 +166,15 @@ fn build_node<const D: usize>(
 }
 
 /// Moves points of perm[s..e] with coordinate `a` below `split` to the front; returns the boundary.
-fn partition(y: &[f32], dims: usize, a: usize, split: f32, perm: &mut [u32], s: usize, e: usize) -> usize {
+fn partition(
+    y: &[f32],
+    dims: usize,
+    a: usize,
+    split: f32,
+    perm: &mut [u32],
+    s: usize,
+    e: usize,
+) -> usize {
     let mut m = s;
     for q in s..e {
         if y[perm[q] as usize * dims + a] < split {
@@ -170,8 +200,16 @@ pub fn repulsion_bh(
     rep: &mut [f32],
     partials: &mut [f64],
 ) -> Result<f64> {
-    ensure(dims == 2 || dims == 3, "dims", "Barnes-Hut needs 2-D or 3-D output")?;
-    ensure(theta.is_finite() && theta >= 0.0, "theta", "must be a finite number >= 0")?;
+    ensure(
+        dims == 2 || dims == 3,
+        "dims",
+        "Barnes-Hut needs 2-D or 3-D output",
+    )?;
+    ensure(
+        theta.is_finite() && theta >= 0.0,
+        "theta",
+        "must be a finite number >= 0",
+    )?;
     ensure(n >= 1, "N", "needs at least one point")?;
     ensure_len("embedding", n * dims, y.len())?;
     ensure_len("repulsion output", n * dims, rep.len())?;
@@ -181,11 +219,15 @@ pub fn repulsion_bh(
     match dims {
         2 => {
             build::<2>(y, n, nodes, perm)?;
-            Ok(traverse::<2>(y, n, kernel, theta, par, nodes, perm, rep, partials))
+            Ok(traverse::<2>(
+                y, n, kernel, theta, par, nodes, perm, rep, partials,
+            ))
         }
         _ => {
             build::<3>(y, n, nodes, perm)?;
-            Ok(traverse::<3>(y, n, kernel, theta, par, nodes, perm, rep, partials))
+            Ok(traverse::<3>(
+                y, n, kernel, theta, par, nodes, perm, rep, partials,
+            ))
         }
     }
 }
@@ -262,7 +304,12 @@ mod tests {
     use crate::{Rng, Serial};
 
     fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-        let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt();
+        let num: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
         let den: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
         num / den
     }
@@ -271,7 +318,10 @@ mod tests {
         let mut r = Rng::new(21 + dims as u64);
         // Clustered data over several scales, like an embedding in progress.
         let mut y: Vec<f32> = (0..n * dims)
-            .map(|i| (r.normal() * if (i / dims) % 3 == 0 { 0.1 } else { 5.0 } + ((i / dims) % 5) as f64 * 3.0) as f32)
+            .map(|i| {
+                (r.normal() * if (i / dims) % 3 == 0 { 0.1 } else { 5.0 }
+                    + ((i / dims) % 5) as f64 * 3.0) as f32
+            })
             .collect();
         if dup {
             for i in 0..n / 10 {
@@ -287,7 +337,10 @@ mod tests {
         let z_ex = repulsion_exact(&y, n, dims, k, &Serial, &mut ex, &mut part).unwrap();
         let mut nodes = vec![BhNode::default(); nodes_len(n)];
         let mut perm = vec![0u32; n];
-        let z_bh = repulsion_bh(&y, n, dims, k, theta, &Serial, &mut nodes, &mut perm, &mut bh, &mut part).unwrap();
+        let z_bh = repulsion_bh(
+            &y, n, dims, k, theta, &Serial, &mut nodes, &mut perm, &mut bh, &mut part,
+        )
+        .unwrap();
         (rel_err(&bh, &ex), (z_bh - z_ex).abs() / z_ex)
     }
 
@@ -297,7 +350,10 @@ mod tests {
             for dof in [1.0, 0.5] {
                 let (ef, ez) = compare(dims, dof, 0.0, 700, true);
                 // Only the summation order differs: 1e-5 relative (norm).
-                assert!(ef < 1e-5 && ez < 1e-5, "dims {dims} dof {dof}: force {ef:e}, Z {ez:e}");
+                assert!(
+                    ef < 1e-5 && ez < 1e-5,
+                    "dims {dims} dof {dof}: force {ef:e}, Z {ez:e}"
+                );
             }
         }
     }
@@ -307,7 +363,10 @@ mod tests {
         for dims in [2, 3] {
             let (ef, ez) = compare(dims, 1.0, 0.5, 3000, true);
             // Floor from the issue: within 1e-2 relative (norm) of exact.
-            assert!(ef < 1e-2 && ez < 1e-2, "dims {dims}: force {ef:e}, Z {ez:e}");
+            assert!(
+                ef < 1e-2 && ez < 1e-2,
+                "dims {dims}: force {ef:e}, Z {ez:e}"
+            );
         }
     }
 
@@ -317,8 +376,12 @@ mod tests {
         let y = vec![1.5f32; n * 2];
         let k = OutputKernel::new(1.0).unwrap();
         let mut nodes = vec![BhNode::default(); nodes_len(n)];
-        let (mut perm, mut rep, mut part) = (vec![0; n], vec![0.0; n * 2], vec![0.0; partials_len(n)]);
-        let z = repulsion_bh(&y, n, 2, k, 0.5, &Serial, &mut nodes, &mut perm, &mut rep, &mut part).unwrap();
+        let (mut perm, mut rep, mut part) =
+            (vec![0; n], vec![0.0; n * 2], vec![0.0; partials_len(n)]);
+        let z = repulsion_bh(
+            &y, n, 2, k, 0.5, &Serial, &mut nodes, &mut perm, &mut rep, &mut part,
+        )
+        .unwrap();
         assert_eq!(z, (n * (n - 1)) as f64);
         assert!(rep.iter().all(|&v| v == 0.0));
     }

@@ -13,13 +13,24 @@ pub enum Error {
     /// The input has zero columns.
     NoDimensions,
     /// A buffer's length does not match the shape it is said to hold.
-    Shape { what: &'static str, expected: usize, got: usize },
+    Shape {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
     /// A parameter outside its valid range.
-    InvalidParameter { name: &'static str, reason: &'static str },
+    InvalidParameter {
+        name: &'static str,
+        reason: &'static str,
+    },
     /// Perplexity must be below the number of points minus one.
     PerplexityTooLarge { perplexity: f32, n: usize },
     /// A caller-provided buffer is too short.
-    BufferTooSmall { what: &'static str, needed: usize, got: usize },
+    BufferTooSmall {
+        what: &'static str,
+        needed: usize,
+        got: usize,
+    },
     /// The observer asked to stop; outputs hold the state reached so far.
     Cancelled,
 }
@@ -28,13 +39,20 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Error::NonFinite { row, col } => {
-                write!(f, "non-finite value (NaN or infinity) at row {row}, column {col}")
+                write!(
+                    f,
+                    "non-finite value (NaN or infinity) at row {row}, column {col}"
+                )
             }
             Error::TooFewPoints { n, min } => {
                 write!(f, "too few points: got {n}, need at least {min}")
             }
             Error::NoDimensions => write!(f, "the data has zero columns"),
-            Error::Shape { what, expected, got } => {
+            Error::Shape {
+                what,
+                expected,
+                got,
+            } => {
                 write!(f, "{what}: expected length {expected}, got {got}")
             }
             Error::InvalidParameter { name, reason } => write!(f, "invalid {name}: {reason}"),
@@ -56,10 +74,18 @@ impl std::error::Error for Error {}
 
 /// Returns `InvalidParameter` unless `ok`.
 pub(crate) fn ensure(ok: bool, name: &'static str, reason: &'static str) -> Result<()> {
-    if ok { Ok(()) } else { Err(Error::InvalidParameter { name, reason }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidParameter { name, reason })
+    }
 }
 
 /// Returns `BufferTooSmall` unless `got >= needed`.
 pub(crate) fn ensure_len(what: &'static str, needed: usize, got: usize) -> Result<()> {
-    if got >= needed { Ok(()) } else { Err(Error::BufferTooSmall { what, needed, got }) }
+    if got >= needed {
+        Ok(())
+    } else {
+        Err(Error::BufferTooSmall { what, needed, got })
+    }
 }

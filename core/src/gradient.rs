@@ -6,8 +6,8 @@
 
 use crate::affinity::CsrRef;
 use crate::bh;
-use crate::error::{ensure, ensure_len, Result};
-use crate::parallel::{chunk_count, for_row_chunks_sum, Parallel};
+use crate::error::{Result, ensure, ensure_len};
+use crate::parallel::{Parallel, chunk_count, for_row_chunks_sum};
 
 /// Points per parallel task in the gradient kernels.
 pub const TASK_ROWS: usize = 128;
@@ -25,7 +25,11 @@ pub struct OutputKernel {
 
 impl OutputKernel {
     pub fn new(dof: f32) -> Result<Self> {
-        ensure(dof.is_finite() && dof > 0.0, "dof", "degrees of freedom must be a finite number > 0")?;
+        ensure(
+            dof.is_finite() && dof > 0.0,
+            "dof",
+            "degrees of freedom must be a finite number > 0",
+        )?;
         Ok(OutputKernel { dof })
     }
     pub fn dof(&self) -> f32 {
@@ -71,28 +75,36 @@ pub fn attraction(
     ensure_len("embedding", n * dims, y.len())?;
     ensure_len("attraction output", n * dims, attr.len())?;
     ensure_len("partials", partials_len(n), partials.len())?;
-    Ok(for_row_chunks_sum(par, n, TASK_ROWS, attr, dims, partials, &|first, rows, out| {
-        let mut acc_log = 0.0f64;
-        for r in 0..rows {
-            let i = first + r;
-            let yi = &y[i * dims..(i + 1) * dims];
-            let o = &mut out[r * dims..(r + 1) * dims];
-            o.fill(0.0);
-            let (cols, vals) = p.row(i);
-            for (&j, &pij) in cols.iter().zip(vals) {
-                let yj = &y[j as usize * dims..(j as usize + 1) * dims];
-                let (w, wa) = kernel.eval(sq_dist(yi, yj));
-                let c = pij * wa;
-                for d in 0..dims {
-                    o[d] += c * (yi[d] - yj[d]);
-                }
-                if with_log_w {
-                    acc_log += pij as f64 * libm::log(w as f64);
+    Ok(for_row_chunks_sum(
+        par,
+        n,
+        TASK_ROWS,
+        attr,
+        dims,
+        partials,
+        &|first, rows, out| {
+            let mut acc_log = 0.0f64;
+            for r in 0..rows {
+                let i = first + r;
+                let yi = &y[i * dims..(i + 1) * dims];
+                let o = &mut out[r * dims..(r + 1) * dims];
+                o.fill(0.0);
+                let (cols, vals) = p.row(i);
+                for (&j, &pij) in cols.iter().zip(vals) {
+                    let yj = &y[j as usize * dims..(j as usize + 1) * dims];
+                    let (w, wa) = kernel.eval(sq_dist(yi, yj));
+                    let c = pij * wa;
+                    for d in 0..dims {
+                        o[d] += c * (yi[d] - yj[d]);
+                    }
+                    if with_log_w {
+                        acc_log += pij as f64 * libm::log(w as f64);
+                    }
                 }
             }
-        }
-        acc_log
-    }))
+            acc_log
+        },
+    ))
 }
 
 /// Exact O(N²) repulsion: `rep_i = Σ_{j≠i} w_ij^{(α+1)/α} (y_i − y_j)`; returns Z.
@@ -109,30 +121,38 @@ pub fn repulsion_exact(
     ensure_len("embedding", n * dims, y.len())?;
     ensure_len("repulsion output", n * dims, rep.len())?;
     ensure_len("partials", partials_len(n), partials.len())?;
-    Ok(for_row_chunks_sum(par, n, TASK_ROWS, rep, dims, partials, &|first, rows, out| {
-        let mut z = 0.0f64;
-        for r in 0..rows {
-            let i = first + r;
-            let yi = &y[i * dims..(i + 1) * dims];
-            let o = &mut out[r * dims..(r + 1) * dims];
-            o.fill(0.0);
-            let mut zi = 0.0f32;
-            for j in 0..n {
-                if j == i {
-                    continue;
+    Ok(for_row_chunks_sum(
+        par,
+        n,
+        TASK_ROWS,
+        rep,
+        dims,
+        partials,
+        &|first, rows, out| {
+            let mut z = 0.0f64;
+            for r in 0..rows {
+                let i = first + r;
+                let yi = &y[i * dims..(i + 1) * dims];
+                let o = &mut out[r * dims..(r + 1) * dims];
+                o.fill(0.0);
+                let mut zi = 0.0f32;
+                for j in 0..n {
+                    if j == i {
+                        continue;
+                    }
+                    let yj = &y[j * dims..(j + 1) * dims];
+                    let (w, wa) = kernel.eval(sq_dist(yi, yj));
+                    zi += w;
+                    let c = w * wa;
+                    for d in 0..dims {
+                        o[d] += c * (yi[d] - yj[d]);
+                    }
                 }
-                let yj = &y[j * dims..(j + 1) * dims];
-                let (w, wa) = kernel.eval(sq_dist(yi, yj));
-                zi += w;
-                let c = w * wa;
-                for d in 0..dims {
-                    o[d] += c * (yi[d] - yj[d]);
-                }
+                z += zi as f64;
             }
-            z += zi as f64;
-        }
-        z
-    }))
+            z
+        },
+    ))
 }
 
 /// Which repulsion kernel computes the dense term.
@@ -140,7 +160,9 @@ pub fn repulsion_exact(
 pub enum RepulsionMethod {
     Exact,
     /// Barnes–Hut with opening angle θ (2-D and 3-D output).
-    BarnesHut { theta: f32 },
+    BarnesHut {
+        theta: f32,
+    },
 }
 
 /// Scratch for `kl_gradient`: typed buffers the caller allocates.
@@ -190,9 +212,15 @@ pub fn kl_gradient(
     let n = p.rows();
     ensure_len("gradient", n * dims, grad.len())?;
     attraction(p, y, dims, kernel, false, par, s.attr, s.partials)?;
-    let z = repulsion(method, y, n, dims, kernel, par, s.rep, s.partials, s.nodes, s.perm)?;
+    let z = repulsion(
+        method, y, n, dims, kernel, par, s.rep, s.partials, s.nodes, s.perm,
+    )?;
     let inv_z = (1.0 / z) as f32;
-    for ((g, a), r) in grad[..n * dims].iter_mut().zip(&s.attr[..n * dims]).zip(&s.rep[..n * dims]) {
+    for ((g, a), r) in grad[..n * dims]
+        .iter_mut()
+        .zip(&s.attr[..n * dims])
+        .zip(&s.rep[..n * dims])
+    {
         *g = 4.0 * (exaggeration * a - r * inv_z);
     }
     Ok(z)
@@ -205,7 +233,12 @@ pub fn kl_divergence_exact(p: CsrRef, y: &[f32], dims: usize, kernel: OutputKern
     for i in 0..n {
         for j in 0..n {
             if i != j {
-                z += kernel.eval(sq_dist(&y[i * dims..(i + 1) * dims], &y[j * dims..(j + 1) * dims])).0 as f64;
+                z += kernel
+                    .eval(sq_dist(
+                        &y[i * dims..(i + 1) * dims],
+                        &y[j * dims..(j + 1) * dims],
+                    ))
+                    .0 as f64;
             }
         }
     }
@@ -215,7 +248,12 @@ pub fn kl_divergence_exact(p: CsrRef, y: &[f32], dims: usize, kernel: OutputKern
         for (&j, &pij) in cols.iter().zip(vals) {
             if pij > 0.0 {
                 let j = j as usize;
-                let w = kernel.eval(sq_dist(&y[i * dims..(i + 1) * dims], &y[j * dims..(j + 1) * dims])).0 as f64;
+                let w = kernel
+                    .eval(sq_dist(
+                        &y[i * dims..(i + 1) * dims],
+                        &y[j * dims..(j + 1) * dims],
+                    ))
+                    .0 as f64;
                 kl += pij as f64 * libm::log(pij as f64 * z / w);
             }
         }
@@ -232,10 +270,15 @@ mod tests {
     fn kl_f64(p: CsrRef, y: &[f64], dims: usize, dof: f64) -> f64 {
         let n = p.rows();
         let w = |i: usize, j: usize| {
-            let r2: f64 = (0..dims).map(|c| (y[i * dims + c] - y[j * dims + c]).powi(2)).sum();
+            let r2: f64 = (0..dims)
+                .map(|c| (y[i * dims + c] - y[j * dims + c]).powi(2))
+                .sum();
             (1.0 + r2 / dof).powf(-dof)
         };
-        let z: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| w(i, j)).sum();
+        let z: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| w(i, j))
+            .sum();
         let mut kl = 0.0;
         for i in 0..n {
             let (c, v) = p.row(i);
@@ -262,8 +305,14 @@ mod tests {
                 pc[i * k + q] = (1.0 / k as f64) as f32 * (0.5 + r.uniform() as f32);
             }
         }
-        let (mut ip, mut ind, mut val, mut cur) = (vec![0; n + 1], vec![0; 2 * n * k], vec![0.0; 2 * n * k], vec![0; n]);
-        let nnz = crate::affinity::symmetrize(&idx, &pc, k, &mut ip, &mut ind, &mut val, &mut cur).unwrap();
+        let (mut ip, mut ind, mut val, mut cur) = (
+            vec![0; n + 1],
+            vec![0; 2 * n * k],
+            vec![0.0; 2 * n * k],
+            vec![0; n],
+        );
+        let nnz = crate::affinity::symmetrize(&idx, &pc, k, &mut ip, &mut ind, &mut val, &mut cur)
+            .unwrap();
         ind.truncate(nnz);
         val.truncate(nnz);
         // Renormalise exactly (the conditional rows above do not sum to one).
@@ -277,15 +326,40 @@ mod tests {
         let mut r = Rng::new(8);
         let (n, k) = (40, 5);
         let (ip, ind, val) = random_p(n, k, &mut r);
-        let p = CsrRef { indptr: &ip, indices: &ind, values: &val };
+        let p = CsrRef {
+            indptr: &ip,
+            indices: &ind,
+            values: &val,
+        };
         for dims in [1, 2, 3] {
             for dof in [1.0f32, 0.6, 3.0] {
                 let y: Vec<f32> = (0..n * dims).map(|_| (r.normal() * 2.0) as f32).collect();
                 let kernel = OutputKernel::new(dof).unwrap();
                 let mut grad = vec![0.0; n * dims];
-                let (mut a, mut rp, mut part) = (vec![0.0; n * dims], vec![0.0; n * dims], vec![0.0; partials_len(n)]);
-                let scratch = GradientScratch { attr: &mut a, rep: &mut rp, partials: &mut part, nodes: &mut [], perm: &mut [] };
-                kl_gradient(p, &y, dims, kernel, 1.0, RepulsionMethod::Exact, &Serial, scratch, &mut grad).unwrap();
+                let (mut a, mut rp, mut part) = (
+                    vec![0.0; n * dims],
+                    vec![0.0; n * dims],
+                    vec![0.0; partials_len(n)],
+                );
+                let scratch = GradientScratch {
+                    attr: &mut a,
+                    rep: &mut rp,
+                    partials: &mut part,
+                    nodes: &mut [],
+                    perm: &mut [],
+                };
+                kl_gradient(
+                    p,
+                    &y,
+                    dims,
+                    kernel,
+                    1.0,
+                    RepulsionMethod::Exact,
+                    &Serial,
+                    scratch,
+                    &mut grad,
+                )
+                .unwrap();
                 let y64: Vec<f64> = y.iter().map(|&v| v as f64).collect();
                 let h = 1e-5;
                 let mut num = vec![0.0f64; n * dims];
@@ -293,21 +367,38 @@ mod tests {
                     let (mut yp, mut ym) = (y64.clone(), y64.clone());
                     yp[c] += h;
                     ym[c] -= h;
-                    num[c] = (kl_f64(p, &yp, dims, dof as f64) - kl_f64(p, &ym, dims, dof as f64)) / (2.0 * h);
+                    num[c] = (kl_f64(p, &yp, dims, dof as f64) - kl_f64(p, &ym, dims, dof as f64))
+                        / (2.0 * h);
                 }
-                let err: f64 = num.iter().zip(&grad).map(|(a, b)| (a - *b as f64).powi(2)).sum::<f64>().sqrt();
+                let err: f64 = num
+                    .iter()
+                    .zip(&grad)
+                    .map(|(a, b)| (a - *b as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
                 let norm: f64 = num.iter().map(|a| a * a).sum::<f64>().sqrt();
                 // f32 gradient vs f64 central differences: relative error (norm) below 1e-4.
-                assert!(err / norm < 1e-4, "dims {dims} dof {dof}: relative error {:e}", err / norm);
+                assert!(
+                    err / norm < 1e-4,
+                    "dims {dims} dof {dof}: relative error {:e}",
+                    err / norm
+                );
                 // The KL the optimiser reports (Σp log p − Σp log w + log Z) equals the oracle.
                 let mut part2 = vec![0.0; partials_len(n)];
-                let slw = attraction(p, &y, dims, kernel, true, &Serial, &mut a, &mut part2).unwrap();
+                let slw =
+                    attraction(p, &y, dims, kernel, true, &Serial, &mut a, &mut part2).unwrap();
                 let z = repulsion_exact(&y, n, dims, kernel, &Serial, &mut rp, &mut part2).unwrap();
                 let ent: f64 = val.iter().map(|&v| v as f64 * (v as f64).ln()).sum();
                 let kl = ent - slw + z.ln();
                 let oracle = kl_f64(p, &y64, dims, dof as f64);
-                assert!((kl - oracle).abs() < 1e-5 * oracle.abs().max(1.0), "KL {kl} vs {oracle}");
-                assert!((kl_divergence_exact(p, &y, dims, kernel) - oracle).abs() < 1e-5 * oracle.abs().max(1.0));
+                assert!(
+                    (kl - oracle).abs() < 1e-5 * oracle.abs().max(1.0),
+                    "KL {kl} vs {oracle}"
+                );
+                assert!(
+                    (kl_divergence_exact(p, &y, dims, kernel) - oracle).abs()
+                        < 1e-5 * oracle.abs().max(1.0)
+                );
             }
         }
     }

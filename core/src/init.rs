@@ -2,9 +2,9 @@
 //! nalgebra on a fixed 8×8 matrix) and Gaussian random. Both scaled so the first coordinate
 //! has standard deviation 1e-4, as openTSNE does.
 
-use crate::error::{ensure, ensure_len, Error, Result};
+use crate::error::{Error, Result, ensure, ensure_len};
 use crate::matrix::MatRef;
-use crate::parallel::{for_row_chunks, Parallel};
+use crate::parallel::{Parallel, for_row_chunks};
 use crate::rng::Rng;
 use crate::scratch::{Scratch, ScratchSize};
 use nalgebra::{SMatrix, SymmetricEigen};
@@ -24,19 +24,34 @@ const REDUCE_TASKS: usize = 8;
 pub fn pca_scratch(n: usize, d: usize) -> ScratchSize {
     let r = PCA_BLOCK.min(d);
     ScratchSize::new()
-        .add::<f64>(d) // mean
-        .add::<f64>(d * r) // V
-        .add::<f64>(n * r) // U
-        .add::<f64>(REDUCE_TASKS * d * r) // partial XᵀU
+        .plus::<f64>(d) // mean
+        .plus::<f64>(d * r) // V
+        .plus::<f64>(n * r) // U
+        .plus::<f64>(REDUCE_TASKS * d * r) // partial XᵀU
 }
 
 /// Projects `x` onto its first `dims` principal components into `y` (`n × dims`), scaled so
 /// the first coordinate has standard deviation `INIT_STD`. Signs are fixed so that each
 /// component's largest loading is positive.
-pub fn pca_init(x: MatRef, dims: usize, seed: u64, par: &dyn Parallel, scratch: &mut [u8], y: &mut [f32]) -> Result<()> {
+pub fn pca_init(
+    x: MatRef,
+    dims: usize,
+    seed: u64,
+    par: &dyn Parallel,
+    scratch: &mut [u8],
+    y: &mut [f32],
+) -> Result<()> {
     let (n, d) = (x.rows(), x.cols());
-    ensure(dims >= 1 && dims <= PCA_BLOCK, "dims", "PCA initialisation supports 1 to 8 output dimensions")?;
-    ensure(dims <= d, "dims", "PCA initialisation needs at least as many input columns as output dimensions")?;
+    ensure(
+        (1..=PCA_BLOCK).contains(&dims),
+        "dims",
+        "PCA initialisation supports 1 to 8 output dimensions",
+    )?;
+    ensure(
+        dims <= d,
+        "dims",
+        "PCA initialisation needs at least as many input columns as output dimensions",
+    )?;
     ensure_len("embedding", n * dims, y.len())?;
     let r = PCA_BLOCK.min(d);
     let mut s = Scratch::new(scratch);
@@ -173,9 +188,18 @@ pub fn scale_first_std(y: &mut [f32], n: usize, dims: usize) -> Result<()> {
     for m in &mut mean[..dims] {
         *m /= n as f64;
     }
-    let var: f64 = (0..n).map(|i| { let c = y[i * dims] as f64 - mean[0]; c * c }).sum::<f64>() / n as f64;
-    if !(var > 0.0) {
-        return Err(Error::InvalidParameter { name: "initialisation", reason: "the first component has zero variance (constant data)" });
+    let var: f64 = (0..n)
+        .map(|i| {
+            let c = y[i * dims] as f64 - mean[0];
+            c * c
+        })
+        .sum::<f64>()
+        / n as f64;
+    if var.is_nan() || var <= 0.0 {
+        return Err(Error::InvalidParameter {
+            name: "initialisation",
+            reason: "the first component has zero variance (constant data)",
+        });
     }
     let s = INIT_STD as f64 / libm::sqrt(var);
     for i in 0..n {
@@ -224,7 +248,10 @@ mod tests {
         let corr = |c: usize, f: &dyn Fn(usize) -> f64| {
             let a: Vec<f64> = (0..n).map(|i| y[i * 2 + c] as f64).collect();
             let b: Vec<f64> = (0..n).map(f).collect();
-            let (ma, mb) = (a.iter().sum::<f64>() / n as f64, b.iter().sum::<f64>() / n as f64);
+            let (ma, mb) = (
+                a.iter().sum::<f64>() / n as f64,
+                b.iter().sum::<f64>() / n as f64,
+            );
             let cov: f64 = a.iter().zip(&b).map(|(p, q)| (p - ma) * (q - mb)).sum();
             let va: f64 = a.iter().map(|p| (p - ma).powi(2)).sum();
             let vb: f64 = b.iter().map(|q| (q - mb).powi(2)).sum();
@@ -232,7 +259,13 @@ mod tests {
         };
         assert!(corr(0, &|i| (x[i * d] + x[i * d + 1]) as f64) > 0.999);
         assert!(corr(1, &|i| x[i * d + 2] as f64).abs() > 0.99);
-        let sd0 = (y.iter().step_by(2).map(|v| (*v as f64).powi(2)).sum::<f64>() / n as f64).sqrt();
+        let sd0 = (y
+            .iter()
+            .step_by(2)
+            .map(|v| (*v as f64).powi(2))
+            .sum::<f64>()
+            / n as f64)
+            .sqrt();
         assert!((sd0 - 1e-4).abs() < 1e-8, "std {sd0}");
     }
 }

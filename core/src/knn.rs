@@ -2,10 +2,10 @@
 //! SIMD through `wide`, with a scalar twin. Results per query row are sorted ascending by
 //! (distance, index), so ties (duplicates) always come out in index order.
 
-use crate::error::{ensure, ensure_len, Error, Result};
+use crate::error::{Error, Result, ensure, ensure_len};
 use crate::matrix::MatRef;
 use crate::observer::{Control, Observer, Progress, Stage};
-use crate::parallel::{for_row_chunks2, Parallel};
+use crate::parallel::{Parallel, for_row_chunks2};
 use crate::simd;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +62,9 @@ pub fn exact_knn(
     ensure_len("norms", n, norms.len())?;
     fill_norms(x, metric, kernel, &mut norms[..n]);
     let norms = &norms[..n];
-    search(x, norms, x, norms, true, k, metric, kernel, par, obs, idx, dist)
+    search(
+        x, norms, x, norms, true, k, metric, kernel, par, obs, idx, dist,
+    )
 }
 
 /// The k nearest rows of `base` for every row of `queries`.
@@ -80,13 +82,23 @@ pub fn exact_knn_query(
     dist: &mut [f32],
 ) -> Result<()> {
     let (nb, nq) = (base.rows(), queries.rows());
-    ensure(base.cols() == queries.cols(), "queries", "column count differs from the base set")?;
-    ensure(k >= 1 && k <= nb, "k", "must satisfy 1 <= k <= number of base points")?;
+    ensure(
+        base.cols() == queries.cols(),
+        "queries",
+        "column count differs from the base set",
+    )?;
+    ensure(
+        k >= 1 && k <= nb,
+        "k",
+        "must satisfy 1 <= k <= number of base points",
+    )?;
     ensure_len("norms", nb + nq, norms.len())?;
     let (nbase, nquery) = norms[..nb + nq].split_at_mut(nb);
     fill_norms(base, metric, kernel, nbase);
     fill_norms(queries, metric, kernel, nquery);
-    search(base, nbase, queries, nquery, false, k, metric, kernel, par, obs, idx, dist)
+    search(
+        base, nbase, queries, nquery, false, k, metric, kernel, par, obs, idx, dist,
+    )
 }
 
 fn fill_norms(x: MatRef, metric: Metric, kernel: Kernel, out: &mut [f32]) {
@@ -137,18 +149,49 @@ fn search(
     let nq = queries.rows();
     ensure_len("knn indices", nq * k, idx.len())?;
     ensure_len("knn distances", nq * k, dist.len())?;
-    ensure(base.rows() <= u32::MAX as usize, "N", "more than 2^32 - 1 points")?;
+    ensure(
+        base.rows() <= u32::MAX as usize,
+        "N",
+        "more than 2^32 - 1 points",
+    )?;
     let mut start = 0;
     while start < nq {
         let end = (start + BATCH_ROWS).min(nq);
         let rows = end - start;
         let (bi, bd) = (&mut idx[start * k..end * k], &mut dist[start * k..end * k]);
-        for_row_chunks2(par, rows, TASK_ROWS, bi, k, bd, k, &|_, first, count, ti, td| {
-            let q0 = start + first;
-            search_rows(base, nbase, queries, nquery, q0, count, exclude_self, k, metric, kernel, ti, td);
-        });
+        for_row_chunks2(
+            par,
+            rows,
+            TASK_ROWS,
+            bi,
+            k,
+            bd,
+            k,
+            &|_, first, count, ti, td| {
+                let q0 = start + first;
+                search_rows(
+                    base,
+                    nbase,
+                    queries,
+                    nquery,
+                    q0,
+                    count,
+                    exclude_self,
+                    k,
+                    metric,
+                    kernel,
+                    ti,
+                    td,
+                );
+            },
+        );
         start = end;
-        let p = Progress { stage: Stage::Knn, done: end, total: nq, loss: None };
+        let p = Progress {
+            stage: Stage::Knn,
+            done: end,
+            total: nq,
+            loss: None,
+        };
         if obs.observe(&p) == Control::Stop {
             return Err(Error::Cancelled);
         }
@@ -187,13 +230,19 @@ fn search_rows(
                 let d = match kernel {
                     Kernel::Simd => simd::dot_4x2(qrows, [base.row(j), base.row(j1)]),
                     Kernel::Scalar => core::array::from_fn(|r| {
-                        [simd::dot_scalar(qrows[r], base.row(j)), simd::dot_scalar(qrows[r], base.row(j1))]
+                        [
+                            simd::dot_scalar(qrows[r], base.row(j)),
+                            simd::dot_scalar(qrows[r], base.row(j1)),
+                        ]
                     }),
                 };
                 for r in 0..4.min(count - g) {
                     let local = g + r;
                     let q = qi[r];
-                    let (hi, hd) = (&mut idx[local * k..(local + 1) * k], &mut dist[local * k..(local + 1) * k]);
+                    let (hi, hd) = (
+                        &mut idx[local * k..(local + 1) * k],
+                        &mut dist[local * k..(local + 1) * k],
+                    );
                     for (c, &jj) in [j, j1].iter().enumerate().take(if j1 > j { 2 } else { 1 }) {
                         if exclude_self && jj == q {
                             continue;
@@ -208,7 +257,10 @@ fn search_rows(
         tile = tile_end;
     }
     for local in 0..count {
-        heap_sort(&mut dist[local * k..(local + 1) * k], &mut idx[local * k..(local + 1) * k]);
+        heap_sort(
+            &mut dist[local * k..(local + 1) * k],
+            &mut idx[local * k..(local + 1) * k],
+        );
     }
 }
 
@@ -250,7 +302,11 @@ fn sift_down(d: &mut [f32], ix: &mut [u32], len: usize, dv: f32, iv: u32) {
             break;
         }
         let r = l + 1;
-        let c = if r < len && less(d[l], ix[l], d[r], ix[r]) { r } else { l };
+        let c = if r < len && less(d[l], ix[l], d[r], ix[r]) {
+            r
+        } else {
+            l
+        };
         if less(dv, iv, d[c], ix[c]) {
             d[p] = d[c];
             ix[p] = ix[c];
@@ -287,9 +343,15 @@ mod tests {
                 .map(|j| {
                     let (a, b) = (&x[i * dim..(i + 1) * dim], &x[j * dim..(j + 1) * dim]);
                     let d = match metric {
-                        Metric::SqEuclidean => a.iter().zip(b).map(|(p, q)| ((p - q) as f64).powi(2)).sum(),
+                        Metric::SqEuclidean => {
+                            a.iter().zip(b).map(|(p, q)| ((p - q) as f64).powi(2)).sum()
+                        }
                         Metric::Cosine => {
-                            let ab: f64 = a.iter().zip(b).map(|(p, q)| (*p as f64) * (*q as f64)).sum();
+                            let ab: f64 = a
+                                .iter()
+                                .zip(b)
+                                .map(|(p, q)| (*p as f64) * (*q as f64))
+                                .sum();
                             let na: f64 = a.iter().map(|p| (*p as f64).powi(2)).sum::<f64>().sqrt();
                             let nb: f64 = b.iter().map(|p| (*p as f64).powi(2)).sum::<f64>().sqrt();
                             1.0 - ab / (na * nb)
@@ -305,10 +367,28 @@ mod tests {
         (out_i, out_d)
     }
 
-    fn run(x: &[f32], n: usize, dim: usize, k: usize, metric: Metric, kernel: Kernel) -> (Vec<u32>, Vec<f32>) {
+    fn run(
+        x: &[f32],
+        n: usize,
+        dim: usize,
+        k: usize,
+        metric: Metric,
+        kernel: Kernel,
+    ) -> (Vec<u32>, Vec<f32>) {
         let m = MatRef::dense(x, n, dim).unwrap();
         let (mut norms, mut idx, mut dist) = (vec![0.0; n], vec![0u32; n * k], vec![0.0; n * k]);
-        exact_knn(m, k, metric, kernel, &Serial, &mut Silent, &mut norms, &mut idx, &mut dist).unwrap();
+        exact_knn(
+            m,
+            k,
+            metric,
+            kernel,
+            &Serial,
+            &mut Silent,
+            &mut norms,
+            &mut idx,
+            &mut dist,
+        )
+        .unwrap();
         (idx, dist)
     }
 
@@ -322,7 +402,10 @@ mod tests {
                 let (si, sd) = run(&x, n, dim, k, metric, Kernel::Simd);
                 let (ci, cd) = run(&x, n, dim, k, metric, Kernel::Scalar);
                 assert_eq!(si, ci, "SIMD vs scalar indices, n={n} dim={dim} {metric:?}");
-                assert_eq!(sd, cd, "SIMD vs scalar distances (bitwise), n={n} dim={dim}");
+                assert_eq!(
+                    sd, cd,
+                    "SIMD vs scalar distances (bitwise), n={n} dim={dim}"
+                );
                 let (bi, bd) = brute(&x, n, dim, k, metric);
                 // Random Gaussian data has no near-ties, so the rankings agree exactly;
                 // distances agree to f32 rounding of the norm identity (1e-4 relative + 1e-4 absolute).
@@ -337,7 +420,9 @@ mod tests {
     #[test]
     fn duplicates_break_ties_by_index_and_self_is_excluded() {
         // Five copies of one point and two others.
-        let x = [1.0f32, 2.0, 1.0, 2.0, 5.0, 5.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 9.0, 9.0];
+        let x = [
+            1.0f32, 2.0, 1.0, 2.0, 5.0, 5.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 9.0, 9.0,
+        ];
         let (idx, dist) = run(&x, 7, 2, 4, Metric::SqEuclidean, Kernel::Simd);
         assert_eq!(&idx[0..4], &[1, 3, 4, 5]);
         assert_eq!(&dist[0..4], &[0.0; 4]);
@@ -351,15 +436,49 @@ mod tests {
     fn query_search_and_bad_k() {
         let base = [0.0f32, 1.0, 2.0, 3.0];
         let q = [2.9f32, 0.2];
-        let (b, qm) = (MatRef::dense(&base, 4, 1).unwrap(), MatRef::dense(&q, 2, 1).unwrap());
+        let (b, qm) = (
+            MatRef::dense(&base, 4, 1).unwrap(),
+            MatRef::dense(&q, 2, 1).unwrap(),
+        );
         let (mut norms, mut idx, mut dist) = (vec![0.0; 6], vec![0u32; 4], vec![0.0; 4]);
-        exact_knn_query(b, qm, 2, Metric::SqEuclidean, Kernel::Simd, &Serial, &mut Silent, &mut norms, &mut idx, &mut dist)
-            .unwrap();
+        exact_knn_query(
+            b,
+            qm,
+            2,
+            Metric::SqEuclidean,
+            Kernel::Simd,
+            &Serial,
+            &mut Silent,
+            &mut norms,
+            &mut idx,
+            &mut dist,
+        )
+        .unwrap();
         assert_eq!(idx, [3, 2, 0, 1]);
         let one = MatRef::dense(&base[..1], 1, 1).unwrap();
-        let r = exact_knn(one, 1, Metric::SqEuclidean, Kernel::Simd, &Serial, &mut Silent, &mut norms, &mut idx, &mut dist);
+        let r = exact_knn(
+            one,
+            1,
+            Metric::SqEuclidean,
+            Kernel::Simd,
+            &Serial,
+            &mut Silent,
+            &mut norms,
+            &mut idx,
+            &mut dist,
+        );
         assert!(matches!(r, Err(Error::TooFewPoints { .. })));
-        let r = exact_knn(b, 4, Metric::SqEuclidean, Kernel::Simd, &Serial, &mut Silent, &mut norms, &mut idx, &mut dist);
+        let r = exact_knn(
+            b,
+            4,
+            Metric::SqEuclidean,
+            Kernel::Simd,
+            &Serial,
+            &mut Silent,
+            &mut norms,
+            &mut idx,
+            &mut dist,
+        );
         assert!(matches!(r, Err(Error::InvalidParameter { name: "k", .. })));
     }
 }

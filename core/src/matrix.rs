@@ -23,12 +23,21 @@ fn check_shape(len: usize, rows: usize, cols: usize, stride: usize) -> Result<()
         return Err(Error::NoDimensions);
     }
     if stride < cols {
-        return Err(Error::InvalidParameter { name: "row stride", reason: "smaller than the column count" });
+        return Err(Error::InvalidParameter {
+            name: "row stride",
+            reason: "smaller than the column count",
+        });
     }
-    let need = needed_len(rows, cols, stride)
-        .ok_or(Error::InvalidParameter { name: "shape", reason: "rows * stride overflows" })?;
+    let need = needed_len(rows, cols, stride).ok_or(Error::InvalidParameter {
+        name: "shape",
+        reason: "rows * stride overflows",
+    })?;
     if len < need {
-        return Err(Error::Shape { what: "matrix data", expected: need, got: len });
+        return Err(Error::Shape {
+            what: "matrix data",
+            expected: need,
+            got: len,
+        });
     }
     Ok(())
 }
@@ -36,13 +45,22 @@ fn check_shape(len: usize, rows: usize, cols: usize, stride: usize) -> Result<()
 impl<'a> MatRef<'a> {
     pub fn new(data: &'a [f32], rows: usize, cols: usize, stride: usize) -> Result<Self> {
         check_shape(data.len(), rows, cols, stride)?;
-        Ok(Self { data, rows, cols, stride })
+        Ok(Self {
+            data,
+            rows,
+            cols,
+            stride,
+        })
     }
 
     /// A densely packed matrix (stride = cols).
     pub fn dense(data: &'a [f32], rows: usize, cols: usize) -> Result<Self> {
         if cols != 0 && data.len() != rows * cols {
-            return Err(Error::Shape { what: "matrix data", expected: rows * cols, got: data.len() });
+            return Err(Error::Shape {
+                what: "matrix data",
+                expected: rows * cols,
+                got: data.len(),
+            });
         }
         Self::new(data, rows, cols, cols)
     }
@@ -86,7 +104,12 @@ pub struct MatMut<'a> {
 impl<'a> MatMut<'a> {
     pub fn new(data: &'a mut [f32], rows: usize, cols: usize, stride: usize) -> Result<Self> {
         check_shape(data.len(), rows, cols, stride)?;
-        Ok(Self { data, rows, cols, stride })
+        Ok(Self {
+            data,
+            rows,
+            cols,
+            stride,
+        })
     }
     pub fn rows(&self) -> usize {
         self.rows
@@ -100,7 +123,12 @@ impl<'a> MatMut<'a> {
         &mut self.data[s..s + self.cols]
     }
     pub fn as_ref(&self) -> MatRef<'_> {
-        MatRef { data: self.data, rows: self.rows, cols: self.cols, stride: self.stride }
+        MatRef {
+            data: self.data,
+            rows: self.rows,
+            cols: self.cols,
+            stride: self.stride,
+        }
     }
 }
 
@@ -115,8 +143,14 @@ mod tests {
         assert_eq!(m.row(1), &[3.0, 4.0]);
         assert!(matches!(MatRef::new(&d, 3, 2, 3), Err(Error::Shape { .. })));
         assert!(matches!(MatRef::new(&d, 2, 0, 3), Err(Error::NoDimensions)));
-        assert!(matches!(MatRef::new(&d, 2, 3, 2), Err(Error::InvalidParameter { .. })));
+        assert!(matches!(
+            MatRef::new(&d, 2, 3, 2),
+            Err(Error::InvalidParameter { .. })
+        ));
         let bad = [1.0, f32::NAN];
-        assert_eq!(MatRef::dense(&bad, 1, 2).unwrap().check_finite(), Err(Error::NonFinite { row: 0, col: 1 }));
+        assert_eq!(
+            MatRef::dense(&bad, 1, 2).unwrap().check_finite(),
+            Err(Error::NonFinite { row: 0, col: 1 })
+        );
     }
 }

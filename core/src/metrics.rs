@@ -1,7 +1,7 @@
 //! Judging an embedding (MATH §8): kNN recall and kNN classification accuracy.
 
-use crate::error::{ensure, ensure_len, Result};
-use crate::knn::{exact_knn_query, query_norms_len, Kernel, Metric};
+use crate::error::{Result, ensure, ensure_len};
+use crate::knn::{Kernel, Metric, exact_knn_query, query_norms_len};
 use crate::matrix::MatRef;
 use crate::observer::Silent;
 use crate::parallel::Parallel;
@@ -12,12 +12,19 @@ use crate::scratch::{Scratch, ScratchSize};
 /// neighbours. Both lists are `n*k`, row-major.
 pub fn knn_recall(reference: &[u32], found: &[u32], k: usize) -> Result<f64> {
     ensure(k >= 1, "k", "must be at least 1")?;
-    ensure(reference.len() == found.len() && reference.len() % k == 0, "neighbour lists", "lengths differ or are not multiples of k")?;
+    ensure(
+        reference.len() == found.len() && reference.len() % k == 0,
+        "neighbour lists",
+        "lengths differ or are not multiples of k",
+    )?;
     let n = reference.len() / k;
     let mut hits = 0usize;
     for i in 0..n {
         let f = &found[i * k..(i + 1) * k];
-        hits += reference[i * k..(i + 1) * k].iter().filter(|j| f.contains(j)).count();
+        hits += reference[i * k..(i + 1) * k]
+            .iter()
+            .filter(|j| f.contains(j))
+            .count();
     }
     Ok(hits as f64 / (n * k).max(1) as f64)
 }
@@ -25,11 +32,11 @@ pub fn knn_recall(reference: &[u32], found: &[u32], k: usize) -> Result<f64> {
 /// Scratch for `knn_accuracy`.
 pub fn knn_accuracy_scratch(n: usize, dims: usize, k: usize) -> ScratchSize {
     ScratchSize::new()
-        .add::<u32>(n) // permutation
-        .add::<f32>(n * dims) // train then test rows
-        .add::<f32>(query_norms_len(n, n))
-        .add::<u32>(n * k)
-        .add::<f32>(n * k)
+        .plus::<u32>(n) // permutation
+        .plus::<f32>(n * dims) // train then test rows
+        .plus::<f32>(query_norms_len(n, n))
+        .plus::<u32>(n * k)
+        .plus::<f32>(n * k)
 }
 
 /// k-NN classification accuracy in `emb`: a seeded random `test_fraction` of the points is
@@ -46,10 +53,18 @@ pub fn knn_accuracy(
 ) -> Result<f64> {
     let (n, d) = (emb.rows(), emb.cols());
     ensure_len("labels", n, labels.len())?;
-    ensure(test_fraction > 0.0 && test_fraction < 1.0, "test fraction", "must be in (0, 1)")?;
+    ensure(
+        test_fraction > 0.0 && test_fraction < 1.0,
+        "test fraction",
+        "must be in (0, 1)",
+    )?;
     let n_test = (libm::round(n as f64 * test_fraction) as usize).clamp(1, n.saturating_sub(1));
     let n_train = n - n_test;
-    ensure(k >= 1 && k <= n_train, "k", "must be between 1 and the number of training points")?;
+    ensure(
+        k >= 1 && k <= n_train,
+        "k",
+        "must be between 1 and the number of training points",
+    )?;
     let mut s = Scratch::new(scratch);
     let perm = s.take::<u32>(n, "permutation")?;
     let rows = s.take::<f32>(n * d, "split rows")?;
@@ -67,7 +82,18 @@ pub fn knn_accuracy(
     let (train, test) = rows.split_at(n_train * d);
     let train = MatRef::dense(train, n_train, d)?;
     let test = MatRef::dense(test, n_test, d)?;
-    exact_knn_query(train, test, k, Metric::SqEuclidean, Kernel::Simd, par, &mut Silent, norms, idx, dist)?;
+    exact_knn_query(
+        train,
+        test,
+        k,
+        Metric::SqEuclidean,
+        Kernel::Simd,
+        par,
+        &mut Silent,
+        norms,
+        idx,
+        dist,
+    )?;
     let mut correct = 0usize;
     for q in 0..n_test {
         let votes: heapless::Vec<u32, 64> = idx[q * k..(q + 1) * k]
@@ -102,10 +128,15 @@ mod tests {
     #[test]
     fn separated_classes_are_classified_perfectly() {
         let n = 200;
-        let emb: Vec<f32> = (0..n).flat_map(|i| [(i % 2) as f32 * 100.0 + (i as f32) * 1e-3, 0.0]).collect();
+        let emb: Vec<f32> = (0..n)
+            .flat_map(|i| [(i % 2) as f32 * 100.0 + (i as f32) * 1e-3, 0.0])
+            .collect();
         let labels: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
         let m = MatRef::dense(&emb, n, 2).unwrap();
         let mut s = vec![0u8; knn_accuracy_scratch(n, 2, 10).bytes()];
-        assert_eq!(knn_accuracy(m, &labels, 10, 0.1, 3, &Serial, &mut s).unwrap(), 1.0);
+        assert_eq!(
+            knn_accuracy(m, &labels, 10, 0.1, 3, &Serial, &mut s).unwrap(),
+            1.0
+        );
     }
 }

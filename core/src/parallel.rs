@@ -28,14 +28,21 @@ unsafe impl<T: Send> Send for SharedMut<'_, T> {}
 
 impl<'a, T> SharedMut<'a, T> {
     pub(crate) fn new(s: &'a mut [T]) -> Self {
-        SharedMut { ptr: s.as_mut_ptr(), len: s.len(), _life: core::marker::PhantomData }
+        SharedMut {
+            ptr: s.as_mut_ptr(),
+            len: s.len(),
+            _life: core::marker::PhantomData,
+        }
     }
 
     /// # Safety
     /// Ranges handed out while others are alive must not overlap.
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn range(&self, start: usize, end: usize) -> &'a mut [T] {
-        assert!(start <= end && end <= self.len, "SharedMut range out of bounds");
+        assert!(
+            start <= end && end <= self.len,
+            "SharedMut range out of bounds"
+        );
         // SAFETY: in bounds (checked above); disjointness is the caller's contract.
         unsafe { core::slice::from_raw_parts_mut(self.ptr.add(start), end - start) }
     }
@@ -87,7 +94,12 @@ pub(crate) fn for_row_chunks2<A: Send, B: Send>(
         let start = t * chunk;
         let end = (start + chunk).min(n);
         // SAFETY: each task gets rows [start, end) of both outputs, disjoint across tasks.
-        let (ra, rb) = unsafe { (sa.range(start * wa, end * wa), sb.range(start * wb, end * wb)) };
+        let (ra, rb) = unsafe {
+            (
+                sa.range(start * wa, end * wa),
+                sb.range(start * wb, end * wb),
+            )
+        };
         f(t, start, end - start, ra, rb);
     });
 }

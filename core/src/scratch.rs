@@ -26,15 +26,19 @@ impl ScratchSize {
     pub const fn new() -> Self {
         ScratchSize { bytes: 0 }
     }
-    pub fn add<T: Pod>(self, len: usize) -> Self {
+    pub fn plus<T: Pod>(self, len: usize) -> Self {
         let bytes = self.bytes + (core::mem::align_of::<T>() - 1) + len * core::mem::size_of::<T>();
         ScratchSize { bytes }
     }
     pub fn and(self, other: ScratchSize) -> Self {
-        ScratchSize { bytes: self.bytes + other.bytes }
+        ScratchSize {
+            bytes: self.bytes + other.bytes,
+        }
     }
     pub fn max(self, other: ScratchSize) -> Self {
-        ScratchSize { bytes: self.bytes.max(other.bytes) }
+        ScratchSize {
+            bytes: self.bytes.max(other.bytes),
+        }
     }
     pub fn bytes(&self) -> usize {
         self.bytes
@@ -68,7 +72,11 @@ impl<'a> Scratch<'a> {
         if offset == usize::MAX || buf.len() < offset + bytes {
             let got = buf.len();
             self.buf = buf;
-            return Err(Error::BufferTooSmall { what, needed: offset.saturating_add(bytes), got });
+            return Err(Error::BufferTooSmall {
+                what,
+                needed: offset.saturating_add(bytes),
+                got,
+            });
         }
         let (head, rest) = buf.split_at_mut(offset + bytes);
         self.buf = rest;
@@ -86,7 +94,10 @@ mod tests {
 
     #[test]
     fn carved_slices_fit_the_stated_size() {
-        let size = ScratchSize::new().add::<u8>(3).add::<f64>(5).add::<u32>(7);
+        let size = ScratchSize::new()
+            .plus::<u8>(3)
+            .plus::<f64>(5)
+            .plus::<u32>(7);
         let mut buf = vec![0xAAu8; size.bytes()];
         // Misalign on purpose: the bound must still hold.
         let mut s = Scratch::new(&mut buf[1..]);
@@ -95,6 +106,9 @@ mod tests {
         assert_eq!(b, &[0.0; 5]);
         let c = s.take::<u32>(7, "c").unwrap();
         assert_eq!(c.len(), 7);
-        assert!(matches!(s.take::<f64>(1000, "d"), Err(Error::BufferTooSmall { what: "d", .. })));
+        assert!(matches!(
+            s.take::<f64>(1000, "d"),
+            Err(Error::BufferTooSmall { what: "d", .. })
+        ));
     }
 }

@@ -101,12 +101,24 @@ mod tests {
         for n in [0, 1, 7, 8, 9, 31, 64, 784, 1001] {
             let a: Vec<f32> = (0..n).map(|_| r.normal() as f32 * 100.0).collect();
             let b: Vec<f32> = (0..n).map(|_| r.normal() as f32).collect();
-            assert_eq!(dot(&a, &b).to_bits(), dot_scalar(&a, &b).to_bits(), "n = {n}");
-            let rows: Vec<Vec<f32>> = (0..6).map(|_| (0..n).map(|_| r.normal() as f32).collect()).collect();
-            let t = dot_4x2([&rows[0], &rows[1], &rows[2], &rows[3]], [&rows[4], &rows[5]]);
+            assert_eq!(
+                dot(&a, &b).to_bits(),
+                dot_scalar(&a, &b).to_bits(),
+                "n = {n}"
+            );
+            let rows: Vec<Vec<f32>> = (0..6)
+                .map(|_| (0..n).map(|_| r.normal() as f32).collect())
+                .collect();
+            let t = dot_4x2(
+                [&rows[0], &rows[1], &rows[2], &rows[3]],
+                [&rows[4], &rows[5]],
+            );
             for i in 0..4 {
                 for j in 0..2 {
-                    assert_eq!(t[i][j].to_bits(), dot_scalar(&rows[i], &rows[4 + j]).to_bits());
+                    assert_eq!(
+                        t[i][j].to_bits(),
+                        dot_scalar(&rows[i], &rows[4 + j]).to_bits()
+                    );
                 }
             }
         }

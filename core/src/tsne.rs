@@ -6,7 +6,7 @@
 
 use crate::affinity::{self, CsrRef};
 use crate::bh::{self, BhNode};
-use crate::error::{ensure, ensure_len, Error, Result};
+use crate::error::{Error, Result, ensure, ensure_len};
 use crate::gradient::{self, OutputKernel, RepulsionMethod};
 use crate::init;
 use crate::knn::{self, Kernel, Metric};
@@ -86,18 +86,54 @@ impl TsneParams {
     /// Checks everything that does not depend on the data.
     pub fn validate(&self) -> Result<()> {
         ensure(self.dims >= 1, "dims", "must be at least 1")?;
-        ensure(self.perplexity.is_finite() && self.perplexity >= 1.0, "perplexity", "must be a finite number >= 1")?;
-        ensure(self.exaggeration.is_finite() && self.exaggeration > 0.0, "exaggeration", "must be a finite number > 0")?;
-        ensure(self.learning_rate.is_finite() && self.learning_rate >= 0.0, "learning rate", "must be a finite number > 0 (or 0 for auto)")?;
-        ensure(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum), "momentum", "must be in [0, 1)")?;
-        ensure(self.dof.is_finite() && self.dof > 0.0, "dof", "degrees of freedom must be a finite number > 0")?;
-        ensure(self.theta.is_finite() && self.theta >= 0.0, "theta", "must be a finite number >= 0")?;
-        ensure(self.max_step_norm.is_finite() && self.max_step_norm >= 0.0, "max step norm", "must be a finite number >= 0")?;
+        ensure(
+            self.perplexity.is_finite() && self.perplexity >= 1.0,
+            "perplexity",
+            "must be a finite number >= 1",
+        )?;
+        ensure(
+            self.exaggeration.is_finite() && self.exaggeration > 0.0,
+            "exaggeration",
+            "must be a finite number > 0",
+        )?;
+        ensure(
+            self.learning_rate.is_finite() && self.learning_rate >= 0.0,
+            "learning rate",
+            "must be a finite number > 0 (or 0 for auto)",
+        )?;
+        ensure(
+            self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum),
+            "momentum",
+            "must be in [0, 1)",
+        )?;
+        ensure(
+            self.dof.is_finite() && self.dof > 0.0,
+            "dof",
+            "degrees of freedom must be a finite number > 0",
+        )?;
+        ensure(
+            self.theta.is_finite() && self.theta >= 0.0,
+            "theta",
+            "must be a finite number >= 0",
+        )?;
+        ensure(
+            self.max_step_norm.is_finite() && self.max_step_norm >= 0.0,
+            "max step norm",
+            "must be a finite number >= 0",
+        )?;
         if self.repulsion == Repulsion::BarnesHut {
-            ensure(self.dims == 2 || self.dims == 3, "repulsion", "Barnes-Hut needs 2-D or 3-D output")?;
+            ensure(
+                self.dims == 2 || self.dims == 3,
+                "repulsion",
+                "Barnes-Hut needs 2-D or 3-D output",
+            )?;
         }
         if self.init == Init::Pca {
-            ensure(self.dims <= init::PCA_BLOCK, "init", "PCA initialisation supports at most 8 output dimensions; use random")?;
+            ensure(
+                self.dims <= init::PCA_BLOCK,
+                "init",
+                "PCA initialisation supports at most 8 output dimensions; use random",
+            )?;
         }
         Ok(())
     }
@@ -108,7 +144,9 @@ impl TsneParams {
         match self.repulsion {
             Repulsion::Exact => RepulsionMethod::Exact,
             Repulsion::BarnesHut => RepulsionMethod::BarnesHut { theta: self.theta },
-            Repulsion::Auto if bh_ok && n > AUTO_EXACT_MAX => RepulsionMethod::BarnesHut { theta: self.theta },
+            Repulsion::Auto if bh_ok && n > AUTO_EXACT_MAX => {
+                RepulsionMethod::BarnesHut { theta: self.theta }
+            }
             Repulsion::Auto => RepulsionMethod::Exact,
         }
     }
@@ -126,30 +164,35 @@ pub struct TsneSummary {
 
 fn csr_scratch(n: usize, k: usize) -> ScratchSize {
     let nnz = affinity::symmetric_nnz_bound(n, k);
-    ScratchSize::new().add::<usize>(n + 1).add::<u32>(nnz).add::<f32>(nnz)
+    ScratchSize::new()
+        .plus::<usize>(n + 1)
+        .plus::<u32>(nnz)
+        .plus::<f32>(nnz)
 }
 
 fn affinity_stage_scratch(n: usize, k: usize) -> ScratchSize {
     ScratchSize::new()
-        .add::<f32>(knn::self_norms_len(n))
-        .add::<u32>(n * k)
-        .add::<f32>(n * k)
-        .add::<usize>(n)
+        .plus::<f32>(knn::self_norms_len(n))
+        .plus::<u32>(n * k)
+        .plus::<f32>(n * k)
+        .plus::<usize>(n)
 }
 
 /// Scratch for `optimize` on `n` points.
 pub fn optimize_scratch(n: usize, dims: usize) -> ScratchSize {
     ScratchSize::new()
-        .add::<f32>(4 * n * dims) // attraction, repulsion, update, gains
-        .add::<f64>(gradient::partials_len(n))
-        .add::<BhNode>(bh::nodes_len(n))
-        .add::<u32>(n)
+        .plus::<f32>(4 * n * dims) // attraction, repulsion, update, gains
+        .plus::<f64>(gradient::partials_len(n))
+        .plus::<BhNode>(bh::nodes_len(n))
+        .plus::<u32>(n)
 }
 
 /// Bytes of scratch `tsne` needs for `n` points of `d` columns.
 pub fn tsne_scratch(n: usize, d: usize, params: &TsneParams) -> ScratchSize {
     let k = affinity::neighbours_for_perplexity(n, params.perplexity);
-    let stage = affinity_stage_scratch(n, k).max(init::pca_scratch(n, d)).max(optimize_scratch(n, params.dims));
+    let stage = affinity_stage_scratch(n, k)
+        .max(init::pca_scratch(n, d))
+        .max(optimize_scratch(n, params.dims));
     csr_scratch(n, k).and(stage)
 }
 
@@ -171,7 +214,11 @@ pub fn tsne(
     affinity::check_perplexity(n, params.perplexity)?;
     x.check_finite()?;
     ensure_len("embedding", n * params.dims, y.len())?;
-    ensure_len("scratch", tsne_scratch(n, x.cols(), params).bytes(), scratch.len())?;
+    ensure_len(
+        "scratch",
+        tsne_scratch(n, x.cols(), params).bytes(),
+        scratch.len(),
+    )?;
     let k = affinity::neighbours_for_perplexity(n, params.perplexity);
 
     let mut s = Scratch::new(scratch);
@@ -187,21 +234,47 @@ pub fn tsne(
         let idx = st.take::<u32>(n * k, "knn indices")?;
         let dist = st.take::<f32>(n * k, "knn distances")?;
         let cursor = st.take::<usize>(n, "symmetrize cursor")?;
-        knn::exact_knn(x, k, params.metric, Kernel::Simd, par, obs, norms, idx, dist)?;
+        knn::exact_knn(
+            x,
+            k,
+            params.metric,
+            Kernel::Simd,
+            par,
+            obs,
+            norms,
+            idx,
+            dist,
+        )?;
         affinity::calibrate_perplexity(dist, k, params.perplexity, par, None)?;
         let nnz = affinity::symmetrize(idx, dist, k, indptr, indices, values, cursor)?;
-        if obs.observe(&Progress { stage: Stage::Affinities, done: 1, total: 1, loss: None }) == Control::Stop {
+        if obs.observe(&Progress {
+            stage: Stage::Affinities,
+            done: 1,
+            total: 1,
+            loss: None,
+        }) == Control::Stop
+        {
             return Err(Error::Cancelled);
         }
         nnz
     };
-    let p = CsrRef { indptr, indices: &indices[..nnz], values: &values[..nnz] };
+    let p = CsrRef {
+        indptr,
+        indices: &indices[..nnz],
+        values: &values[..nnz],
+    };
 
     match params.init {
         Init::Pca => {
             let r = init::pca_init(x, params.dims, params.seed, par, take_rest(&mut rest), y);
             // Constant data has no principal direction; fall back to random.
-            if matches!(r, Err(Error::InvalidParameter { name: "initialisation", .. })) {
+            if matches!(
+                r,
+                Err(Error::InvalidParameter {
+                    name: "initialisation",
+                    ..
+                })
+            ) {
                 init::random_init(n, params.dims, params.seed, y)?;
             } else {
                 r?;
@@ -209,7 +282,13 @@ pub fn tsne(
         }
         Init::Random => init::random_init(n, params.dims, params.seed, y)?,
     }
-    if obs.observe(&Progress { stage: Stage::Init, done: 1, total: 1, loss: None }) == Control::Stop {
+    if obs.observe(&Progress {
+        stage: Stage::Init,
+        done: 1,
+        total: 1,
+        loss: None,
+    }) == Control::Stop
+    {
         return Err(Error::Cancelled);
     }
     let mut summary = optimize(p, params, par, obs, take_rest(&mut rest), y)?;
@@ -238,7 +317,11 @@ pub fn optimize(
     let kernel = OutputKernel::new(params.dof)?;
     let method = params.repulsion_method(n);
     if let RepulsionMethod::BarnesHut { .. } = method {
-        ensure(dims == 2 || dims == 3, "repulsion", "Barnes-Hut needs 2-D or 3-D output")?;
+        ensure(
+            dims == 2 || dims == 3,
+            "repulsion",
+            "Barnes-Hut needs 2-D or 3-D output",
+        )?;
     }
     let mut s = Scratch::new(scratch);
     let nd = n * dims;
@@ -252,11 +335,23 @@ pub fn optimize(
     gains.fill(1.0);
 
     // Σ p log p, the constant part of KL(P‖Q).
-    let p_entropy: f64 = p.values.iter().filter(|&&v| v > 0.0).map(|&v| v as f64 * libm::log(v as f64)).sum();
+    let p_entropy: f64 = p
+        .values
+        .iter()
+        .filter(|&&v| v > 0.0)
+        .map(|&v| v as f64 * libm::log(v as f64))
+        .sum();
     let total = params.early_iters + params.iters;
-    let mut summary = TsneSummary { nnz: p.nnz(), ..Default::default() };
+    let mut summary = TsneSummary {
+        nnz: p.nnz(),
+        ..Default::default()
+    };
     for it in 0..total {
-        let exaggeration = if it < params.early_iters { params.exaggeration } else { 1.0 };
+        let exaggeration = if it < params.early_iters {
+            params.exaggeration
+        } else {
+            1.0
+        };
         let lr = if params.learning_rate > 0.0 {
             params.learning_rate
         } else {
@@ -272,13 +367,20 @@ pub fn optimize(
             for c in i * dims..(i + 1) * dims {
                 let g = exaggeration * attr[c] - rep[c] * inv_z;
                 let same_sign = (g > 0.0) == (update[c] > 0.0);
-                gains[c] = if same_sign { gains[c] * 0.8 } else { gains[c] + 0.2 }.max(0.01);
+                gains[c] = if same_sign {
+                    gains[c] * 0.8
+                } else {
+                    gains[c] + 0.2
+                }
+                .max(0.01);
                 update[c] = params.momentum * update[c] - lr * gains[c] * g;
                 norm2 += update[c] * update[c];
             }
             if params.max_step_norm > 0.0 && norm2 > params.max_step_norm * params.max_step_norm {
                 let f = params.max_step_norm / libm::sqrtf(norm2);
-                update[i * dims..(i + 1) * dims].iter_mut().for_each(|u| *u *= f);
+                update[i * dims..(i + 1) * dims]
+                    .iter_mut()
+                    .for_each(|u| *u *= f);
             }
         }
         let mut mean = [0.0f64; 16];
@@ -298,7 +400,10 @@ pub fn optimize(
             }
         }
         if let Some(c) = y.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite { row: c / dims, col: c % dims });
+            return Err(Error::NonFinite {
+                row: c / dims,
+                col: c % dims,
+            });
         }
         summary.iterations = it + 1;
         let loss = if want_kl {
@@ -309,7 +414,13 @@ pub fn optimize(
         } else {
             None
         };
-        if obs.observe(&Progress { stage: Stage::Optimize, done: it + 1, total, loss }) == Control::Stop {
+        if obs.observe(&Progress {
+            stage: Stage::Optimize,
+            done: it + 1,
+            total,
+            loss,
+        }) == Control::Stop
+        {
             return Err(Error::Cancelled);
         }
     }
@@ -337,7 +448,12 @@ mod tests {
         (x, labels)
     }
 
-    fn run(x: &[f32], n: usize, params: &TsneParams, obs: &mut dyn Observer) -> (Result<TsneSummary>, Vec<f32>) {
+    fn run(
+        x: &[f32],
+        n: usize,
+        params: &TsneParams,
+        obs: &mut dyn Observer,
+    ) -> (Result<TsneSummary>, Vec<f32>) {
         let m = MatRef::dense(x, n, 10).unwrap();
         let mut scratch = vec![0u8; tsne_scratch(n, 10, params).bytes()];
         let mut y = vec![0.0; n * params.dims];
@@ -350,7 +466,12 @@ mod tests {
         let n = 300;
         let (x, labels) = blobs(n);
         for repulsion in [Repulsion::Exact, Repulsion::BarnesHut] {
-            let params = TsneParams { perplexity: 20.0, iters: 300, repulsion, ..Default::default() };
+            let params = TsneParams {
+                perplexity: 20.0,
+                iters: 300,
+                repulsion,
+                ..Default::default()
+            };
             let mut kls = vec![];
             let mut obs = |p: &Progress| {
                 if let Some(l) = p.loss {
@@ -361,23 +482,35 @@ mod tests {
             let (r, y) = run(&x, n, &params, &mut obs);
             let s = r.unwrap();
             assert_eq!(s.iterations, 550);
-            assert!(kls.last().unwrap() < &kls[5], "KL after exaggeration must fall: {kls:?}");
+            assert!(
+                kls.last().unwrap() < &kls[5],
+                "KL after exaggeration must fall: {kls:?}"
+            );
             let m = MatRef::dense(&y, n, 2).unwrap();
             let mut sc = vec![0u8; crate::metrics::knn_accuracy_scratch(n, 2, 10).bytes()];
-            let acc = crate::metrics::knn_accuracy(m, &labels, 10, 0.1, 1, &Serial, &mut sc).unwrap();
+            let acc =
+                crate::metrics::knn_accuracy(m, &labels, 10, 0.1, 1, &Serial, &mut sc).unwrap();
             assert_eq!(acc, 1.0, "{repulsion:?}");
             let (_, y2) = run(&x, n, &params, &mut Silent);
             assert_eq!(y, y2, "same seed, same bits");
         }
     }
 
-
     #[test]
     fn observer_can_cancel_and_keeps_the_embedding() {
         let n = 120;
         let (x, _) = blobs(n);
-        let params = TsneParams { perplexity: 10.0, ..Default::default() };
-        let mut obs = |p: &Progress| if p.stage == Stage::Optimize && p.done == 10 { Control::Stop } else { Control::Continue };
+        let params = TsneParams {
+            perplexity: 10.0,
+            ..Default::default()
+        };
+        let mut obs = |p: &Progress| {
+            if p.stage == Stage::Optimize && p.done == 10 {
+                Control::Stop
+            } else {
+                Control::Continue
+            }
+        };
         let (r, y) = run(&x, n, &params, &mut obs);
         assert!(matches!(r, Err(Error::Cancelled)));
         assert!(y.iter().all(|v| v.is_finite()) && y.iter().any(|&v| v != 0.0));
@@ -390,11 +523,29 @@ mod tests {
         let (r, _) = run(&x, 30, &p, &mut Silent);
         assert!(matches!(r, Err(Error::PerplexityTooLarge { .. })));
         x[17] = f32::NAN;
-        let (r, _) = run(&x, 30, &TsneParams { perplexity: 5.0, ..p }, &mut Silent);
+        let (r, _) = run(
+            &x,
+            30,
+            &TsneParams {
+                perplexity: 5.0,
+                ..p
+            },
+            &mut Silent,
+        );
         assert_eq!(r.unwrap_err(), Error::NonFinite { row: 1, col: 7 });
         let (r, _) = run(&x[..10], 1, &p, &mut Silent);
         assert!(matches!(r, Err(Error::TooFewPoints { .. })));
-        let bad = TsneParams { dims: 4, repulsion: Repulsion::BarnesHut, ..p };
-        assert!(matches!(bad.validate(), Err(Error::InvalidParameter { name: "repulsion", .. })));
+        let bad = TsneParams {
+            dims: 4,
+            repulsion: Repulsion::BarnesHut,
+            ..p
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(Error::InvalidParameter {
+                name: "repulsion",
+                ..
+            })
+        ));
     }
 }

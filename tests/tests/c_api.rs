@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// libember.a from this profile's build (it is a dependency of this crate).
@@ -24,7 +27,9 @@ fn static_lib() -> PathBuf {
 
 fn gunzip_to(src: &Path, dst: &Path) {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(src).unwrap()).read_to_end(&mut out).unwrap();
+    flate2::read::GzDecoder::new(std::fs::File::open(src).unwrap())
+        .read_to_end(&mut out)
+        .unwrap();
     std::fs::write(dst, out).unwrap();
 }
 
@@ -34,7 +39,16 @@ fn c_program_embeds_mnist_through_the_header() {
     std::fs::create_dir_all(&tmp).unwrap();
     let exe = tmp.join("test_tsne");
     let out = Command::new("gcc")
-        .args(["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsanitize=address,undefined"])
+        .args([
+            "-std=c11",
+            "-O1",
+            "-g",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-fsanitize=address,undefined",
+        ])
         .arg("-I")
         .arg(root().join("include"))
         .arg(root().join("tests/c/test_tsne.c"))
@@ -43,14 +57,27 @@ fn c_program_embeds_mnist_through_the_header() {
         .arg(&exe)
         .output()
         .expect("gcc must be installed");
-    assert!(out.status.success(), "gcc failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "gcc failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let (images, labels) = (tmp.join("images.idx"), tmp.join("labels.idx"));
     gunzip_to(&root().join("data/t10k-images.idx3-ubyte.gz"), &images);
     gunzip_to(&root().join("data/t10k-labels.idx1-ubyte.gz"), &labels);
-    let run = Command::new(&exe).arg(&images).arg(&labels).env("ASAN_OPTIONS", "detect_leaks=1").output().unwrap();
+    let run = Command::new(&exe)
+        .arg(&images)
+        .arg(&labels)
+        .env("ASAN_OPTIONS", "detect_leaks=1")
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     println!("{stdout}");
-    assert!(run.status.success(), "C test failed:\n{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "C test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert!(stdout.contains(" 0 failed"), "{stdout}");
 }
