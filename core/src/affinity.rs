@@ -149,16 +149,19 @@ fn calibrate_row(d: &mut [f32], target: f64) -> f64 {
         } else {
             f64::NAN
         };
-        beta = if newton > lo && newton < hi {
+        let next = if newton > lo && newton < hi {
             newton
         } else if hi.is_finite() {
             0.5 * (lo + hi)
         } else {
             beta * 2.0
         };
-        if (hi.is_finite() && hi - lo <= 1e-15 * hi) || !beta.is_finite() {
+        // An unreachable target (e.g. perplexity 1 with tied nearest neighbours) drives β
+        // towards infinity; stop at the last finite β, which keeps every exp() finite.
+        if !next.is_finite() || (hi.is_finite() && hi - lo <= 1e-15 * hi) {
             break;
         }
+        beta = next;
     }
     let (_, s, _) = entropy(d, dmin, beta);
     for x in d.iter_mut() {
@@ -382,6 +385,18 @@ mod tests {
                 assert_eq!(v, get(j as usize, i), "P[{i},{j}] != P[{j},{i}]");
             }
         }
+    }
+
+    #[test]
+    fn unreachable_targets_stay_finite() {
+        // Found by the fuzzer: perplexity 1 with tied minima and denormal distances.
+        let mut d = vec![f32::from_bits(0x300), 0.0, 0.0, f32::from_bits(0xc800)];
+        calibrate_perplexity(&mut d, 4, 1.0, &Serial, None).unwrap();
+        assert!(d.iter().all(|v| v.is_finite()));
+        assert!((d.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let mut d = vec![0.0, 0.0, 1e30, f32::MAX];
+        calibrate_perplexity(&mut d, 4, 1.0, &Serial, None).unwrap();
+        assert!(d.iter().all(|v| v.is_finite()));
     }
 
     #[test]
