@@ -19,8 +19,16 @@ pub struct Labels {
 }
 
 impl Labels {
-    pub fn len(&self) -> usize {
-        self.ids.len()
+    pub fn check_count(&self, rows: usize) -> Res<()> {
+        if self.ids.len() == rows {
+            Ok(())
+        } else {
+            Err(format!(
+                "labels: {} labels for {} data rows",
+                self.ids.len(),
+                rows
+            ))
+        }
     }
 }
 
@@ -409,6 +417,13 @@ pub fn write_atomically(
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());
         write(&mut w).map_err(err)?;
         w.flush().map_err(err)?;
+    }
+    // Temporary files are created private (0600); an output is an ordinary file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(err)?;
     }
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())

@@ -185,13 +185,7 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "demo".into());
     if let Some(l) = &labels {
-        if l.len() != data.rows {
-            return Err(format!(
-                "labels: {} labels for {} data rows",
-                l.len(),
-                data.rows
-            ));
-        }
+        l.check_count(data.rows)?;
     }
     let out_kind = io::OutputKind::from_path(&a.output)?;
     if let Some(p) = &plot {
@@ -294,13 +288,7 @@ fn run_eval(a: EvalArgs) -> Res<()> {
     }
     let labels = a.labels.as_deref().map(io::read_labels).transpose()?;
     if let Some(l) = &labels {
-        if l.len() != data.rows {
-            return Err(format!(
-                "labels: {} labels for {} data rows",
-                l.len(),
-                data.rows
-            ));
-        }
+        l.check_count(data.rows)?;
     }
     let par = Threads::new(a.threads);
     let xd = MatRef::dense(&data.values, data.rows, data.cols).map_err(|e| e.to_string())?;

@@ -229,7 +229,7 @@ pub fn tsne(
     let mut rest = s;
 
     let nnz = {
-        let mut st = Scratch::new(take_rest(&mut rest));
+        let mut st = Scratch::new(rest.rest_mut());
         let norms = st.take::<f32>(n, "knn norms")?;
         let idx = st.take::<u32>(n * k, "knn indices")?;
         let dist = st.take::<f32>(n * k, "knn distances")?;
@@ -266,7 +266,7 @@ pub fn tsne(
 
     match params.init {
         Init::Pca => {
-            let r = init::pca_init(x, params.dims, params.seed, par, take_rest(&mut rest), y);
+            let r = init::pca_init(x, params.dims, params.seed, par, rest.rest_mut(), y);
             // Constant data has no principal direction; fall back to random.
             if matches!(
                 r,
@@ -291,14 +291,9 @@ pub fn tsne(
     {
         return Err(Error::Cancelled);
     }
-    let mut summary = optimize(p, params, par, obs, take_rest(&mut rest), y)?;
+    let mut summary = optimize(p, params, par, obs, rest.rest_mut(), y)?;
     summary.neighbours = k;
     Ok(summary)
-}
-
-/// The remaining bytes of a scratch, reborrowed.
-fn take_rest<'a>(s: &'a mut Scratch<'_>) -> &'a mut [u8] {
-    s.rest_mut()
 }
 
 /// Gradient descent on KL(P‖Q) from the embedding in `y` (`n × dims`).
