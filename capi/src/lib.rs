@@ -43,6 +43,7 @@ pub const EMBER_METRIC_COSINE: u32 = 1;
 pub const EMBER_REPULSION_AUTO: u32 = 0;
 pub const EMBER_REPULSION_EXACT: u32 = 1;
 pub const EMBER_REPULSION_BARNES_HUT: u32 = 2;
+pub const EMBER_REPULSION_FFT: u32 = 3;
 pub const EMBER_INIT_PCA: u32 = 0;
 pub const EMBER_INIT_RANDOM: u32 = 1;
 pub const EMBER_STAGE_KNN: u32 = 0;
@@ -184,9 +185,10 @@ fn to_core(p: &ember_tsne_params) -> Result<TsneParams, ember_status> {
             EMBER_REPULSION_AUTO => Repulsion::Auto,
             EMBER_REPULSION_EXACT => Repulsion::Exact,
             EMBER_REPULSION_BARNES_HUT => Repulsion::BarnesHut,
+            EMBER_REPULSION_FFT => Repulsion::Fft,
             _ => {
                 return Err(bad(
-                    "invalid repulsion: use EMBER_REPULSION_AUTO, _EXACT or _BARNES_HUT",
+                    "invalid repulsion: use EMBER_REPULSION_AUTO, _EXACT, _BARNES_HUT or _FFT",
                 ));
             }
         },

@@ -55,6 +55,7 @@ impl From<MetricArg> for Metric {
 enum RepulsionArg {
     Exact,
     Bh,
+    Fft,
     Auto,
 }
 
@@ -216,6 +217,7 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
         repulsion: match a.repulsion {
             RepulsionArg::Exact => Repulsion::Exact,
             RepulsionArg::Bh => Repulsion::BarnesHut,
+            RepulsionArg::Fft => Repulsion::Fft,
             RepulsionArg::Auto => Repulsion::Auto,
         },
         init: match a.init {

@@ -6,6 +6,8 @@
 
 use crate::affinity::CsrRef;
 use crate::bh;
+use crate::fft_repulsion::{fft_scratch, repulsion_fft, FftParams};
+use crate::scratch::{Scratch, ScratchSize};
 use crate::error::{Result, ensure, ensure_len};
 use crate::parallel::{Parallel, chunk_count, for_row_chunks_sum};
 
@@ -160,9 +162,18 @@ pub fn repulsion_exact(
 pub enum RepulsionMethod {
     Exact,
     /// Barnes–Hut with opening angle θ (2-D and 3-D output).
-    BarnesHut {
-        theta: f32,
-    },
+    BarnesHut { theta: f32 },
+    /// FFT-accelerated interpolation (1-D and 2-D output).
+    Fft(FftParams),
+}
+
+/// Scratch bytes `repulsion` needs for this method.
+pub fn repulsion_scratch(method: RepulsionMethod, n: usize, dims: usize) -> ScratchSize {
+    match method {
+        RepulsionMethod::Exact => ScratchSize::new(),
+        RepulsionMethod::BarnesHut { .. } => ScratchSize::new().plus::<bh::BhNode>(bh::nodes_len(n)).plus::<u32>(n),
+        RepulsionMethod::Fft(p) => fft_scratch(dims, &p),
+    }
 }
 
 /// Scratch for `kl_gradient`: typed buffers the caller allocates.
@@ -170,8 +181,8 @@ pub struct GradientScratch<'a> {
     pub attr: &'a mut [f32],
     pub rep: &'a mut [f32],
     pub partials: &'a mut [f64],
-    pub nodes: &'a mut [bh::BhNode],
-    pub perm: &'a mut [u32],
+    /// `repulsion_scratch(method, n, dims).bytes()`.
+    pub repulsion: &'a mut [u8],
 }
 
 /// Repulsion by the chosen method; returns Z.
@@ -183,16 +194,19 @@ pub fn repulsion(
     dims: usize,
     kernel: OutputKernel,
     par: &dyn Parallel,
+    scratch: &mut [u8],
     rep: &mut [f32],
     partials: &mut [f64],
-    nodes: &mut [bh::BhNode],
-    perm: &mut [u32],
 ) -> Result<f64> {
     match method {
         RepulsionMethod::Exact => repulsion_exact(y, n, dims, kernel, par, rep, partials),
         RepulsionMethod::BarnesHut { theta } => {
+            let mut s = Scratch::new(scratch);
+            let nodes = s.take::<bh::BhNode>(bh::nodes_len(n), "bh nodes")?;
+            let perm = s.take::<u32>(n, "bh permutation")?;
             bh::repulsion_bh(y, n, dims, kernel, theta, par, nodes, perm, rep, partials)
         }
+        RepulsionMethod::Fft(p) => repulsion_fft(y, n, dims, kernel, &p, par, scratch, rep, partials),
     }
 }
 
@@ -212,9 +226,7 @@ pub fn kl_gradient(
     let n = p.rows();
     ensure_len("gradient", n * dims, grad.len())?;
     attraction(p, y, dims, kernel, false, par, s.attr, s.partials)?;
-    let z = repulsion(
-        method, y, n, dims, kernel, par, s.rep, s.partials, s.nodes, s.perm,
-    )?;
+    let z = repulsion(method, y, n, dims, kernel, par, s.repulsion, s.rep, s.partials)?;
     let inv_z = (1.0 / z) as f32;
     for ((g, a), r) in grad[..n * dims]
         .iter_mut()
@@ -345,8 +357,7 @@ mod tests {
                     attr: &mut a,
                     rep: &mut rp,
                     partials: &mut part,
-                    nodes: &mut [],
-                    perm: &mut [],
+                    repulsion: &mut [],
                 };
                 kl_gradient(
                     p,

@@ -9,6 +9,8 @@
 pub mod affinity;
 pub mod bh;
 pub mod error;
+pub mod fft;
+pub mod fft_repulsion;
 pub mod gradient;
 pub mod init;
 pub mod knn;

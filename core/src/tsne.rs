@@ -5,7 +5,7 @@
 //! and FIt-SNE, the step is taken on ¼ of ∂KL/∂y, which is what that learning rate is tuned for.
 
 use crate::affinity::{self, CsrRef};
-use crate::bh::{self, BhNode};
+use crate::fft_repulsion::FftParams;
 use crate::error::{Error, Result, ensure, ensure_len};
 use crate::gradient::{self, OutputKernel, RepulsionMethod};
 use crate::init;
@@ -19,13 +19,16 @@ use crate::scratch::{Scratch, ScratchSize};
 pub enum Repulsion {
     Exact,
     BarnesHut,
-    /// Exact below `AUTO_EXACT_MAX` points or for output dimensions other than 2 and 3,
-    /// Barnes–Hut otherwise.
+    Fft,
+    /// Like openTSNE: exact up to `AUTO_EXACT_MAX` points; FFT interpolation for 1-D output,
+    /// and for 2-D from `AUTO_FFT_MIN` points; Barnes–Hut otherwise (2-D, 3-D); exact above 3-D.
     Auto,
 }
 
 /// Largest N for which `Repulsion::Auto` picks the exact O(N²) sum.
 pub const AUTO_EXACT_MAX: usize = 1000;
+/// Smallest N for which `Repulsion::Auto` picks FFT interpolation for 2-D output.
+pub const AUTO_FFT_MIN: usize = 10_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Init {
@@ -140,14 +143,15 @@ impl TsneParams {
 
     /// The repulsion method used for `n` points.
     pub fn repulsion_method(&self, n: usize) -> RepulsionMethod {
-        let bh_ok = self.dims == 2 || self.dims == 3;
+        let fft = RepulsionMethod::Fft(FftParams::default());
+        let bh = RepulsionMethod::BarnesHut { theta: self.theta };
         match self.repulsion {
             Repulsion::Exact => RepulsionMethod::Exact,
-            Repulsion::BarnesHut => RepulsionMethod::BarnesHut { theta: self.theta },
-            Repulsion::Auto if bh_ok && n > AUTO_EXACT_MAX => {
-                RepulsionMethod::BarnesHut { theta: self.theta }
-            }
-            Repulsion::Auto => RepulsionMethod::Exact,
+            Repulsion::BarnesHut => bh,
+            Repulsion::Fft => fft,
+            Repulsion::Auto if n <= AUTO_EXACT_MAX || self.dims > 3 => RepulsionMethod::Exact,
+            Repulsion::Auto if self.dims == 1 || (self.dims == 2 && n >= AUTO_FFT_MIN) => fft,
+            Repulsion::Auto => bh,
         }
     }
 }
@@ -179,12 +183,12 @@ fn affinity_stage_scratch(n: usize, k: usize) -> ScratchSize {
 }
 
 /// Scratch for `optimize` on `n` points.
-pub fn optimize_scratch(n: usize, dims: usize) -> ScratchSize {
+pub fn optimize_scratch(n: usize, params: &TsneParams) -> ScratchSize {
+    let dims = params.dims;
     ScratchSize::new()
         .plus::<f32>(4 * n * dims) // attraction, repulsion, update, gains
         .plus::<f64>(gradient::partials_len(n))
-        .plus::<BhNode>(bh::nodes_len(n))
-        .plus::<u32>(n)
+        .and(gradient::repulsion_scratch(params.repulsion_method(n), n, dims))
 }
 
 /// Bytes of scratch `tsne` needs for `n` points of `d` columns.
@@ -192,7 +196,7 @@ pub fn tsne_scratch(n: usize, d: usize, params: &TsneParams) -> ScratchSize {
     let k = affinity::neighbours_for_perplexity(n, params.perplexity);
     let stage = affinity_stage_scratch(n, k)
         .max(init::pca_scratch(n, d))
-        .max(optimize_scratch(n, params.dims));
+        .max(optimize_scratch(n, params));
     csr_scratch(n, k).and(stage)
 }
 
@@ -325,8 +329,7 @@ pub fn optimize(
     let update = s.take::<f32>(nd, "update")?;
     let gains = s.take::<f32>(nd, "gains")?;
     let partials = s.take::<f64>(gradient::partials_len(n), "partial sums")?;
-    let nodes = s.take::<BhNode>(bh::nodes_len(n), "bh nodes")?;
-    let perm = s.take::<u32>(n, "bh permutation")?;
+    let rep_scratch = s.take::<u8>(gradient::repulsion_scratch(method, n, dims).bytes(), "repulsion scratch")?;
     gains.fill(1.0);
 
     // Σ p log p, the constant part of KL(P‖Q).
@@ -354,7 +357,7 @@ pub fn optimize(
         };
         let want_kl = params.kl_every > 0 && ((it + 1) % params.kl_every == 0 || it + 1 == total);
         let sum_p_log_w = gradient::attraction(p, y, dims, kernel, want_kl, par, attr, partials)?;
-        let z = gradient::repulsion(method, y, n, dims, kernel, par, rep, partials, nodes, perm)?;
+        let z = gradient::repulsion(method, y, n, dims, kernel, par, rep_scratch, rep, partials)?;
         let inv_z = (1.0 / z) as f32;
 
         for i in 0..n {
