@@ -38,6 +38,7 @@ impl FftParams {
         ensure((1..=MAX_NODES).contains(&self.nodes_per_interval), "nodes per interval", "must be 1 to 8")?;
         ensure(self.min_intervals >= 1, "min intervals", "must be at least 1")?;
         ensure(self.interval_width.is_finite() && self.interval_width > 0.0, "interval width", "must be > 0")?;
+        ensure(self.max_fft_2d <= crate::fft::MAX_COLUMN, "max fft size", "2-D transforms are limited to 2048 per side")?;
         for m in [self.max_fft_1d, self.max_fft_2d] {
             ensure(m.is_power_of_two() && m >= 2 * self.nodes_per_interval, "max fft size", "must be a power of two >= 2 * nodes per interval")?;
         }

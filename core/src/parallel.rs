@@ -48,6 +48,26 @@ impl<'a, T> SharedMut<'a, T> {
     }
 }
 
+impl SharedMut<'_, f32> {
+    /// # Safety
+    /// `at + 8 <= len`, and no other task touches these elements meanwhile.
+    #[inline(always)]
+    pub(crate) unsafe fn read8(&self, at: usize) -> [f32; 8] {
+        debug_assert!(at + 8 <= self.len);
+        // SAFETY: in bounds per the contract; unaligned read of plain floats.
+        unsafe { self.ptr.add(at).cast::<[f32; 8]>().read_unaligned() }
+    }
+
+    /// # Safety
+    /// As for `read8`.
+    #[inline(always)]
+    pub(crate) unsafe fn write8(&self, at: usize, v: [f32; 8]) {
+        debug_assert!(at + 8 <= self.len);
+        // SAFETY: as above.
+        unsafe { self.ptr.add(at).cast::<[f32; 8]>().write_unaligned(v) }
+    }
+}
+
 /// Number of chunks of `chunk` items covering `n`.
 pub fn chunk_count(n: usize, chunk: usize) -> usize {
     n.div_ceil(chunk)
