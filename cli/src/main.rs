@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ember_core::MatRef;
 use ember_core::knn::Metric;
 use ember_core::threads::Threads;
-use ember_core::tsne::{Init, Repulsion, TsneParams};
+use ember_core::tsne::{Init, KnnMethod, Repulsion, TsneParams};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -56,6 +56,13 @@ enum RepulsionArg {
     Exact,
     Bh,
     Fft,
+    Auto,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KnnArg {
+    Exact,
+    Approx,
     Auto,
 }
 
@@ -107,6 +114,10 @@ struct TsneArgs {
     repulsion: RepulsionArg,
     #[arg(long, value_enum, default_value = "euclidean")]
     metric: MetricArg,
+    /// Neighbour search: exact, approx (random-projection trees + NN-descent), or auto
+    /// (exact up to 5000 points).
+    #[arg(long, value_enum, default_value = "auto")]
+    knn: KnnArg,
     #[arg(long, value_enum, default_value = "pca")]
     init: InitArg,
     #[arg(long, default_value_t = 42)]
@@ -207,6 +218,11 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
         dims: a.dims,
         perplexity: a.perplexity,
         metric: a.metric.into(),
+        knn: match a.knn {
+            KnnArg::Exact => KnnMethod::Exact,
+            KnnArg::Approx => KnnMethod::Approx,
+            KnnArg::Auto => KnnMethod::Auto,
+        },
         early_iters: a.early_iters,
         iters: a.iters,
         exaggeration: a.exaggeration,

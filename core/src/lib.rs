@@ -16,6 +16,7 @@ pub mod init;
 pub mod knn;
 pub mod matrix;
 pub mod metrics;
+pub mod nndescent;
 pub mod observer;
 pub mod parallel;
 pub mod rng;

@@ -10,6 +10,7 @@ use crate::error::{Error, Result, ensure, ensure_len};
 use crate::gradient::{self, OutputKernel, RepulsionMethod};
 use crate::init;
 use crate::knn::{self, Kernel, Metric};
+use crate::nndescent::{self, NnDescentParams};
 use crate::matrix::MatRef;
 use crate::observer::{Control, Observer, Progress, Stage};
 use crate::parallel::Parallel;
@@ -31,6 +32,18 @@ pub const AUTO_EXACT_MAX: usize = 1000;
 pub const AUTO_FFT_MIN: usize = 10_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KnnMethod {
+    Exact,
+    /// Random-projection trees + NN-descent.
+    Approx,
+    /// Exact up to `AUTO_EXACT_KNN_MAX` points, approximate above.
+    Auto,
+}
+
+/// Largest N for which `KnnMethod::Auto` searches exactly.
+pub const AUTO_EXACT_KNN_MAX: usize = 5000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Init {
     Pca,
     Random,
@@ -42,6 +55,9 @@ pub struct TsneParams {
     pub dims: usize,
     pub perplexity: f32,
     pub metric: Metric,
+    pub knn: KnnMethod,
+    /// Settings of the approximate search (its seed is `seed`).
+    pub nn_descent: NnDescentParams,
     /// Iterations with exaggerated P.
     pub early_iters: usize,
     /// Iterations after early exaggeration.
@@ -69,6 +85,8 @@ impl Default for TsneParams {
             dims: 2,
             perplexity: 30.0,
             metric: Metric::SqEuclidean,
+            knn: KnnMethod::Auto,
+            nn_descent: NnDescentParams::default(),
             early_iters: 250,
             iters: 500,
             exaggeration: 12.0,
@@ -141,6 +159,15 @@ impl TsneParams {
         Ok(())
     }
 
+    /// The neighbour search used for `n` points.
+    pub fn knn_method(&self, n: usize) -> KnnMethod {
+        match self.knn {
+            KnnMethod::Auto if n <= AUTO_EXACT_KNN_MAX => KnnMethod::Exact,
+            KnnMethod::Auto => KnnMethod::Approx,
+            m => m,
+        }
+    }
+
     /// The repulsion method used for `n` points.
     pub fn repulsion_method(&self, n: usize) -> RepulsionMethod {
         let fft = RepulsionMethod::Fft(FftParams::default());
@@ -174,12 +201,16 @@ fn csr_scratch(n: usize, k: usize) -> ScratchSize {
         .plus::<f32>(nnz)
 }
 
-fn affinity_stage_scratch(n: usize, k: usize) -> ScratchSize {
-    ScratchSize::new()
+fn affinity_stage_scratch(n: usize, d: usize, k: usize, params: &TsneParams) -> ScratchSize {
+    let s = ScratchSize::new()
         .plus::<f32>(knn::self_norms_len(n))
         .plus::<u32>(n * k)
         .plus::<f32>(n * k)
-        .plus::<usize>(n)
+        .plus::<usize>(n);
+    match params.knn_method(n) {
+        KnnMethod::Exact => s,
+        _ => s.plus::<u8>(nndescent::nn_descent_scratch(n, d, k, params.metric, &params.nn_descent).bytes()),
+    }
 }
 
 /// Scratch for `optimize` on `n` points.
@@ -194,7 +225,7 @@ pub fn optimize_scratch(n: usize, params: &TsneParams) -> ScratchSize {
 /// Bytes of scratch `tsne` needs for `n` points of `d` columns.
 pub fn tsne_scratch(n: usize, d: usize, params: &TsneParams) -> ScratchSize {
     let k = affinity::neighbours_for_perplexity(n, params.perplexity);
-    let stage = affinity_stage_scratch(n, k)
+    let stage = affinity_stage_scratch(n, d, k, params)
         .max(init::pca_scratch(n, d))
         .max(optimize_scratch(n, params));
     csr_scratch(n, k).and(stage)
@@ -238,17 +269,14 @@ pub fn tsne(
         let idx = st.take::<u32>(n * k, "knn indices")?;
         let dist = st.take::<f32>(n * k, "knn distances")?;
         let cursor = st.take::<usize>(n, "symmetrize cursor")?;
-        knn::exact_knn(
-            x,
-            k,
-            params.metric,
-            Kernel::Simd,
-            par,
-            obs,
-            norms,
-            idx,
-            dist,
-        )?;
+        match params.knn_method(n) {
+            KnnMethod::Exact => knn::exact_knn(x, k, params.metric, Kernel::Simd, par, obs, norms, idx, dist)?,
+            _ => {
+                let nd = NnDescentParams { seed: params.seed, ..params.nn_descent };
+                let sc = st.take::<u8>(nndescent::nn_descent_scratch(n, x.cols(), k, params.metric, &nd).bytes(), "nn-descent")?;
+                nndescent::nn_descent(x, k, params.metric, &nd, par, obs, sc, idx, dist)?
+            }
+        }
         affinity::calibrate_perplexity(dist, k, params.perplexity, par, None)?;
         let nnz = affinity::symmetrize(idx, dist, k, indptr, indices, values, cursor)?;
         if obs.observe(&Progress {

@@ -1,0 +1,475 @@
+//! Approximate k-nearest neighbours: random-projection trees seed the neighbour heaps, then
+//! NN-descent ("a neighbour of a neighbour is probably a neighbour") refines them
+//! (Dong, Charikar & Li 2011; MATH §9).
+//!
+//! Deterministic on any number of threads: candidate lists and heap updates are built
+//! serially with one seeded generator; only distance evaluation runs in parallel, and its
+//! proposed updates are applied in chunk order.
+
+use crate::error::{ensure, ensure_len, Error, Result};
+use crate::knn::Metric;
+use crate::matrix::MatRef;
+use crate::observer::{Control, Observer, Progress, Stage};
+use crate::parallel::{chunk_count, for_row_chunks, Parallel, SharedMut};
+use crate::rng::Rng;
+use crate::scratch::{Scratch, ScratchSize};
+use crate::simd;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NnDescentParams {
+    /// Random-projection trees for the initial graph.
+    pub trees: usize,
+    /// Largest leaf of a tree (0 = max(k, 16)).
+    pub leaf_size: usize,
+    /// Largest number of new (and of old) candidates per point and round.
+    pub max_candidates: usize,
+    pub max_rounds: usize,
+    /// Stop when a round changes fewer than delta · N · k heap entries.
+    pub delta: f32,
+    pub seed: u64,
+}
+
+impl Default for NnDescentParams {
+    fn default() -> Self {
+        NnDescentParams { trees: 4, leaf_size: 0, max_candidates: 30, max_rounds: 12, delta: 0.001, seed: 42 }
+    }
+}
+
+/// Points per parallel task in the local join.
+const TASK_ROWS: usize = 128;
+/// Proposed heap updates kept per point and round.
+const UPDATES_PER_POINT: usize = 48;
+
+fn leaf_size(p: &NnDescentParams, k: usize) -> usize {
+    if p.leaf_size == 0 { k.max(16) } else { p.leaf_size.max(2) }
+}
+
+/// Scratch for `nn_descent` on `n` points of `d` columns.
+pub fn nn_descent_scratch(n: usize, d: usize, k: usize, metric: Metric, params: &NnDescentParams) -> ScratchSize {
+    let mc = params.max_candidates.max(1);
+    let mut s = ScratchSize::new()
+        .plus::<f32>(n) // norms
+        .plus::<u8>(n * k) // "new" flags
+        .plus::<u32>(n) // heap lengths
+        .plus::<u32>(n) // tree permutation
+        .plus::<u32>(2 * n) // tree stack
+        .plus::<u32>(2 * n * mc) // candidate lists
+        .plus::<u32>(2 * n) // candidate counts
+        .plus::<u32>(2 * n) // candidates seen (reservoir sampling)
+        .plus::<u32>(chunk_count(n, TASK_ROWS)) // updates per chunk
+        .plus::<Update>(n * UPDATES_PER_POINT);
+    if metric == Metric::Cosine {
+        s = s.plus::<f32>(n * d);
+    }
+    s
+}
+
+#[derive(Clone, Copy, Default, Debug)]
+#[repr(C)]
+struct Update {
+    a: u32,
+    b: u32,
+    d: f32,
+}
+// SAFETY: plain u32/f32 fields.
+unsafe impl crate::scratch::Pod for Update {}
+
+/// Squared Euclidean distances through the norm identity.
+struct Space<'a> {
+    x: MatRef<'a>,
+    norms: &'a [f32],
+}
+
+impl Space<'_> {
+    #[inline(always)]
+    fn dist(&self, a: usize, b: usize) -> f32 {
+        let d = self.norms[a] + self.norms[b] - 2.0 * simd::dot(self.x.row(a), self.x.row(b));
+        if d > 0.0 { d } else { 0.0 }
+    }
+}
+
+/// One point's neighbour heap: a bounded max-heap on (distance, index) plus "new" flags.
+struct Heap<'a> {
+    d: &'a mut [f32],
+    ix: &'a mut [u32],
+    fl: &'a mut [u8],
+    len: &'a mut u32,
+}
+
+#[inline(always)]
+fn less(da: f32, ia: u32, db: f32, ib: u32) -> bool {
+    da < db || (da == db && ia < ib)
+}
+
+impl Heap<'_> {
+    /// Inserts j unless present or no better than the worst; returns whether it changed.
+    fn push(&mut self, dv: f32, j: u32) -> bool {
+        let k = self.d.len();
+        let len = *self.len as usize;
+        if len == k && !less(dv, j, self.d[0], self.ix[0]) {
+            return false;
+        }
+        if self.ix[..len].contains(&j) {
+            return false;
+        }
+        if len < k {
+            let mut c = len;
+            *self.len += 1;
+            while c > 0 {
+                let p = (c - 1) / 2;
+                if less(self.d[p], self.ix[p], dv, j) {
+                    self.d[c] = self.d[p];
+                    self.ix[c] = self.ix[p];
+                    self.fl[c] = self.fl[p];
+                    c = p;
+                } else {
+                    break;
+                }
+            }
+            self.d[c] = dv;
+            self.ix[c] = j;
+            self.fl[c] = 1;
+        } else {
+            self.sift_down(k, dv, j, 1);
+        }
+        true
+    }
+
+    fn sift_down(&mut self, len: usize, dv: f32, j: u32, flag: u8) {
+        let mut p = 0;
+        loop {
+            let l = 2 * p + 1;
+            if l >= len {
+                break;
+            }
+            let r = l + 1;
+            let c = if r < len && less(self.d[l], self.ix[l], self.d[r], self.ix[r]) { r } else { l };
+            if less(dv, j, self.d[c], self.ix[c]) {
+                self.d[p] = self.d[c];
+                self.ix[p] = self.ix[c];
+                self.fl[p] = self.fl[c];
+                p = c;
+            } else {
+                break;
+            }
+        }
+        self.d[p] = dv;
+        self.ix[p] = j;
+        self.fl[p] = flag;
+    }
+}
+
+/// Approximate k-NN of every row of `x` (self excluded), written like `knn::exact_knn`:
+/// `idx`, `dist` are `n*k`, each row ascending by (distance, index).
+#[allow(clippy::too_many_arguments)]
+pub fn nn_descent(
+    x: MatRef,
+    k: usize,
+    metric: Metric,
+    params: &NnDescentParams,
+    par: &dyn Parallel,
+    obs: &mut dyn Observer,
+    scratch: &mut [u8],
+    idx: &mut [u32],
+    dist: &mut [f32],
+) -> Result<()> {
+    let (n, dim) = (x.rows(), x.cols());
+    if n < 2 {
+        return Err(Error::TooFewPoints { n, min: 2 });
+    }
+    ensure(k >= 1 && k < n, "k", "must satisfy 1 <= k <= N - 1")?;
+    ensure(n < u32::MAX as usize, "N", "more than 2^32 - 1 points")?;
+    ensure(params.trees >= 1, "trees", "at least one tree is needed")?;
+    ensure(params.max_candidates >= 1, "max candidates", "must be at least 1")?;
+    ensure(params.delta.is_finite() && params.delta >= 0.0, "delta", "must be a finite number >= 0")?;
+    ensure_len("knn indices", n * k, idx.len())?;
+    ensure_len("knn distances", n * k, dist.len())?;
+    let mc = params.max_candidates;
+    let mut s = Scratch::new(scratch);
+    let norms = s.take::<f32>(n, "norms")?;
+    let flags = s.take::<u8>(n * k, "flags")?;
+    let lens = s.take::<u32>(n, "heap lengths")?;
+    let perm = s.take::<u32>(n, "tree permutation")?;
+    let stack = s.take::<u32>(2 * n, "tree stack")?;
+    let cands = s.take::<u32>(2 * n * mc, "candidates")?;
+    let counts = s.take::<u32>(2 * n, "candidate counts")?;
+    let seen = s.take::<u32>(2 * n, "candidates seen")?;
+    let chunk_updates = s.take::<u32>(chunk_count(n, TASK_ROWS), "update counts")?;
+    let updates = s.take::<Update>(n * UPDATES_PER_POINT, "updates")?;
+
+    // Cosine distance ranks like Euclidean distance between unit vectors: work on those.
+    let xs = if metric == Metric::Cosine {
+        let unit = s.take::<f32>(n * dim, "unit rows")?;
+        for i in 0..n {
+            let r = x.row(i);
+            let nr = libm::sqrtf(simd::dot(r, r));
+            let inv = if nr > 0.0 { 1.0 / nr } else { 0.0 };
+            for (o, v) in unit[i * dim..(i + 1) * dim].iter_mut().zip(r) {
+                *o = v * inv;
+            }
+        }
+        MatRef::dense(unit, n, dim)?
+    } else {
+        x
+    };
+    for (i, nv) in norms.iter_mut().enumerate() {
+        let r = xs.row(i);
+        *nv = simd::dot(r, r);
+    }
+    let space = Space { x: xs, norms };
+    let mut rng = Rng::stream(params.seed, 0x4e4e);
+
+    // 1. Random-projection trees: points sharing a leaf become candidates for each other.
+    let leaf = leaf_size(params, k);
+    for _ in 0..params.trees {
+        for (i, p) in perm.iter_mut().enumerate() {
+            *p = i as u32;
+        }
+        let mut sp = 0;
+        stack[0] = 0;
+        stack[1] = n as u32;
+        sp += 2;
+        while sp > 0 {
+            sp -= 2;
+            let (st, en) = (stack[sp] as usize, stack[sp + 1] as usize);
+            if en - st <= leaf {
+                for a in st..en {
+                    for b in a + 1..en {
+                        let (pa, pb) = (perm[a] as usize, perm[b] as usize);
+                        let dv = space.dist(pa, pb);
+                        row_heap(idx, dist, flags, lens, k, pa).push(dv, pb as u32);
+                        row_heap(idx, dist, flags, lens, k, pb).push(dv, pa as u32);
+                    }
+                }
+                continue;
+            }
+            let mid = split(&space, &mut perm[st..en], &mut rng) + st;
+            stack[sp] = st as u32;
+            stack[sp + 1] = mid as u32;
+            stack[sp + 2] = mid as u32;
+            stack[sp + 3] = en as u32;
+            sp += 4;
+        }
+    }
+
+    // 2. NN-descent rounds.
+    let tasks = chunk_count(n, TASK_ROWS);
+    for round in 0..params.max_rounds {
+        build_candidates(idx, flags, lens, k, mc, cands, counts, seen, &mut rng);
+        let (newc, oldc) = cands.split_at(n * mc);
+        let (ncount, ocount) = counts.split_at(n);
+        let (dist_r, lens_r) = (&*dist, &*lens);
+        let threshold = |u: usize| -> f32 {
+            if lens_r[u] as usize == k { dist_r[u * k] } else { f32::INFINITY }
+        };
+        let upd_counts = SharedMut::new(&mut chunk_updates[..tasks]);
+        for_row_chunks(par, n, TASK_ROWS, updates, UPDATES_PER_POINT, &|t, first, rows, out| {
+            let mut used = 0usize;
+            let cap = out.len();
+            'points: for i in first..first + rows {
+                let nn = &newc[i * mc..i * mc + ncount[i] as usize];
+                let oo = &oldc[i * mc..i * mc + ocount[i] as usize];
+                for (ai, &a) in nn.iter().enumerate() {
+                    for &b in nn[ai + 1..].iter().chain(oo.iter()) {
+                        if a == b {
+                            continue;
+                        }
+                        let dv = space.dist(a as usize, b as usize);
+                        if dv < threshold(a as usize) || dv < threshold(b as usize) {
+                            if used == cap {
+                                break 'points;
+                            }
+                            out[used] = Update { a, b, d: dv };
+                            used += 1;
+                        }
+                    }
+                }
+            }
+            // SAFETY: task t alone writes slot t.
+            unsafe { upd_counts.range(t, t + 1)[0] = used as u32 };
+        });
+        let mut changed = 0usize;
+        for t in 0..tasks {
+            let base = t * TASK_ROWS * UPDATES_PER_POINT;
+            for u in &updates[base..base + chunk_updates[t] as usize] {
+                changed += row_heap(idx, dist, flags, lens, k, u.a as usize).push(u.d, u.b) as usize;
+                changed += row_heap(idx, dist, flags, lens, k, u.b as usize).push(u.d, u.a) as usize;
+            }
+        }
+        let p = Progress { stage: Stage::Knn, done: round + 1, total: params.max_rounds, loss: None };
+        if obs.observe(&p) == Control::Stop {
+            return Err(Error::Cancelled);
+        }
+        if (changed as f64) <= params.delta as f64 * (n * k) as f64 {
+            break;
+        }
+    }
+
+    // Rows that never filled (tiny or degenerate data) are completed by brute force.
+    for i in 0..n {
+        if (lens[i] as usize) < k {
+            for j in 0..n {
+                if j != i {
+                    let dv = space.dist(i, j);
+                    row_heap(idx, dist, flags, lens, k, i).push(dv, j as u32);
+                }
+            }
+        }
+    }
+    for i in 0..n {
+        crate::knn::heap_sort(&mut dist[i * k..(i + 1) * k], &mut idx[i * k..(i + 1) * k]);
+        if metric == Metric::Cosine {
+            // ‖a − b‖² = 2 (1 − cos) for unit vectors.
+            dist[i * k..(i + 1) * k].iter_mut().for_each(|v| *v *= 0.5);
+        }
+    }
+    Ok(())
+}
+
+fn row_heap<'a>(idx: &'a mut [u32], dist: &'a mut [f32], flags: &'a mut [u8], lens: &'a mut [u32], k: usize, i: usize) -> Heap<'a> {
+    Heap {
+        d: &mut dist[i * k..(i + 1) * k],
+        ix: &mut idx[i * k..(i + 1) * k],
+        fl: &mut flags[i * k..(i + 1) * k],
+        len: &mut lens[i],
+    }
+}
+
+/// Splits `perm` by the hyperplane equidistant from two random points; returns the size of
+/// the first part. Falls back to halving when the hyperplane separates nothing (duplicates).
+fn split(space: &Space, perm: &mut [u32], rng: &mut Rng) -> usize {
+    let m = perm.len();
+    let a = perm[rng.below(m)] as usize;
+    let mut b = perm[rng.below(m)] as usize;
+    for _ in 0..8 {
+        if b != a && space.dist(a, b) > 0.0 {
+            break;
+        }
+        b = perm[rng.below(m)] as usize;
+    }
+    // Side of x: closer to a than to b  ⇔  x·(a − b) > (‖a‖² − ‖b‖²) / 2.
+    let (ra, rb) = (space.x.row(a), space.x.row(b));
+    let offset = 0.5 * (space.norms[a] - space.norms[b]);
+    let mut lo = 0;
+    for q in 0..m {
+        let r = space.x.row(perm[q] as usize);
+        let side = simd::dot(r, ra) - simd::dot(r, rb) - offset;
+        let left = if side == 0.0 { rng.below(2) == 0 } else { side > 0.0 };
+        if left {
+            perm.swap(lo, q);
+            lo += 1;
+        }
+    }
+    if lo == 0 || lo == m { m / 2 } else { lo }
+}
+
+/// New and old candidate lists (forward and reverse), each bounded by `mc` through
+/// reservoir sampling; marks the sampled new neighbours old.
+#[allow(clippy::too_many_arguments)]
+fn build_candidates(
+    idx: &[u32],
+    flags: &mut [u8],
+    lens: &[u32],
+    k: usize,
+    mc: usize,
+    cands: &mut [u32],
+    counts: &mut [u32],
+    seen: &mut [u32],
+    rng: &mut Rng,
+) {
+    let n = lens.len();
+    counts.fill(0);
+    seen.fill(0);
+    let mut add = |list: usize, i: usize, j: u32, rng: &mut Rng| {
+        let slot = list * n + i;
+        let s = seen[slot] as usize;
+        seen[slot] += 1;
+        let base = (list * n + i) * mc;
+        if s < mc {
+            cands[base + s] = j;
+            counts[slot] += 1;
+        } else {
+            let r = rng.below(s + 1);
+            if r < mc {
+                cands[base + r] = j;
+            }
+        }
+    };
+    for i in 0..n {
+        for c in 0..lens[i] as usize {
+            let j = idx[i * k + c];
+            let list = if flags[i * k + c] == 1 { 0 } else { 1 };
+            add(list, i, j, rng);
+            add(list, j as usize, i as u32, rng);
+        }
+    }
+    // Sampled new neighbours are old from now on.
+    for i in 0..n {
+        let newc = &cands[i * mc..i * mc + counts[i] as usize];
+        for c in 0..lens[i] as usize {
+            if flags[i * k + c] == 1 && newc.contains(&idx[i * k + c]) {
+                flags[i * k + c] = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::knn::{exact_knn, Kernel};
+    use crate::{Serial, Silent};
+
+    fn data(n: usize, d: usize) -> Vec<f32> {
+        let mut r = Rng::new(3);
+        // A mixture of 10 Gaussian clusters.
+        let centres: Vec<f32> = (0..10 * d).map(|_| (r.normal() * 3.0) as f32).collect();
+        (0..n * d).map(|i| centres[((i / d) % 10) * d + i % d] + r.normal() as f32).collect()
+    }
+
+    fn recall(a: &[u32], b: &[u32], k: usize) -> f64 {
+        crate::metrics::knn_recall(a, b, k).unwrap()
+    }
+
+    #[test]
+    fn high_recall_against_exact_search_and_deterministic() {
+        let (n, d, k) = (3000, 20, 15);
+        let x = data(n, d);
+        let m = MatRef::dense(&x, n, d).unwrap();
+        for metric in [Metric::SqEuclidean, Metric::Cosine] {
+            let (mut norms, mut ei, mut ed) = (vec![0.0; n], vec![0u32; n * k], vec![0.0; n * k]);
+            exact_knn(m, k, metric, Kernel::Simd, &Serial, &mut Silent, &mut norms, &mut ei, &mut ed).unwrap();
+            let p = NnDescentParams::default();
+            let mut sc = vec![0u8; nn_descent_scratch(n, d, k, metric, &p).bytes()];
+            let (mut ai, mut ad) = (vec![0u32; n * k], vec![0.0; n * k]);
+            nn_descent(m, k, metric, &p, &Serial, &mut Silent, &mut sc, &mut ai, &mut ad).unwrap();
+            let rc = recall(&ei, &ai, k);
+            assert!(rc >= 0.95, "{metric:?}: recall {rc}");
+            for i in 0..n {
+                assert!(!ai[i * k..(i + 1) * k].contains(&(i as u32)));
+                assert!(ad[i * k..(i + 1) * k].windows(2).all(|w| w[0] <= w[1]));
+            }
+            let (mut bi, mut bd) = (vec![0u32; n * k], vec![0.0; n * k]);
+            nn_descent(m, k, metric, &p, &Serial, &mut Silent, &mut sc, &mut bi, &mut bd).unwrap();
+            assert_eq!(ai, bi);
+        }
+    }
+
+    #[test]
+    fn duplicates_and_tiny_inputs_terminate() {
+        let (n, d, k) = (200, 3, 10);
+        let x = vec![1.0f32; n * d];
+        let m = MatRef::dense(&x, n, d).unwrap();
+        let p = NnDescentParams::default();
+        let mut sc = vec![0u8; nn_descent_scratch(n, d, k, Metric::SqEuclidean, &p).bytes()];
+        let (mut ai, mut ad) = (vec![0u32; n * k], vec![0.0; n * k]);
+        nn_descent(m, k, Metric::SqEuclidean, &p, &Serial, &mut Silent, &mut sc, &mut ai, &mut ad).unwrap();
+        assert!(ad.iter().all(|&v| v == 0.0));
+        let x = [0.0f32, 1.0, 3.0];
+        let m = MatRef::dense(&x, 3, 1).unwrap();
+        let mut sc = vec![0u8; nn_descent_scratch(3, 1, 2, Metric::SqEuclidean, &p).bytes()];
+        let (mut ai, mut ad) = (vec![0u32; 6], vec![0.0; 6]);
+        nn_descent(m, 2, Metric::SqEuclidean, &p, &Serial, &mut Silent, &mut sc, &mut ai, &mut ad).unwrap();
+        assert_eq!(ai, [1, 2, 0, 2, 1, 0]);
+    }
+}
