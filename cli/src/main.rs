@@ -277,7 +277,9 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
             labels.as_ref().map(|l| l.ids.as_slice()),
         )?;
     }
+    let timings = obs.timing_summary();
     if !a.quiet {
+        eprintln!("stages: {timings}");
         eprintln!(
             "embedded {} × {} in {:.1} s on {} threads; KL {:.4}; wrote {}{}",
             data.rows,

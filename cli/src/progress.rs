@@ -5,6 +5,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 
 pub struct Reporter {
+    /// (stage, seconds) in the order the stages ran.
+    pub timings: Vec<(Stage, f64)>,
+    started: std::time::Instant,
     quiet: bool,
     tty: bool,
     bar: Option<ProgressBar>,
@@ -15,6 +18,8 @@ pub struct Reporter {
 impl Reporter {
     pub fn new(quiet: bool) -> Self {
         Reporter {
+            timings: Vec::new(),
+            started: std::time::Instant::now(),
             quiet,
             tty: std::io::stderr().is_terminal(),
             bar: None,
@@ -29,15 +34,18 @@ impl Reporter {
         }
     }
 
+    /// Closes the timing of the last stage and returns "neighbours 1.2 s, …".
+    pub fn timing_summary(&mut self) -> String {
+        if let Some(st) = self.stage.take() {
+            self.timings.push((st, self.started.elapsed().as_secs_f64()));
+        }
+        self.timings.iter().map(|(st, t)| format!("{} {t:.2} s", stage_name(*st))).collect::<Vec<_>>().join(", ")
+    }
+
     fn start(&mut self, stage: Stage, total: usize) {
         self.finish();
         self.stage = Some(stage);
-        let label = match stage {
-            Stage::Knn => "neighbours",
-            Stage::Affinities => "affinities",
-            Stage::Init => "init",
-            Stage::Optimize => "optimise",
-        };
+        let label = stage_name(stage);
         if self.tty {
             let bar = ProgressBar::new(total as u64);
             bar.set_style(
@@ -57,11 +65,20 @@ impl Reporter {
 
 impl Observer for Reporter {
     fn observe(&mut self, p: &Progress) -> Control {
+        if self.stage != Some(p.stage) {
+            let now = std::time::Instant::now();
+            if let Some(prev) = self.stage {
+                self.timings.push((prev, (now - self.started).as_secs_f64()));
+            }
+            self.started = now;
+            if self.quiet {
+                self.stage = Some(p.stage);
+            } else {
+                self.start(p.stage, p.total);
+            }
+        }
         if self.quiet {
             return Control::Continue;
-        }
-        if self.stage != Some(p.stage) {
-            self.start(p.stage, p.total);
         }
         if let Some(kl) = p.loss {
             self.last_kl = Some(kl);
@@ -75,5 +92,14 @@ impl Observer for Reporter {
             b.set_position(p.done as u64);
         }
         Control::Continue
+    }
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Knn => "neighbours",
+        Stage::Affinities => "affinities",
+        Stage::Init => "init",
+        Stage::Optimize => "optimise",
     }
 }

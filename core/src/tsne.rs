@@ -269,6 +269,7 @@ pub fn tsne(
         let idx = st.take::<u32>(n * k, "knn indices")?;
         let dist = st.take::<f32>(n * k, "knn distances")?;
         let cursor = st.take::<usize>(n, "symmetrize cursor")?;
+        enter(obs, Stage::Knn, n)?;
         match params.knn_method(n) {
             KnnMethod::Exact => knn::exact_knn(x, k, params.metric, Kernel::Simd, par, obs, norms, idx, dist)?,
             _ => {
@@ -277,18 +278,9 @@ pub fn tsne(
                 nndescent::nn_descent(x, k, params.metric, &nd, par, obs, sc, idx, dist)?
             }
         }
+        enter(obs, Stage::Affinities, 1)?;
         affinity::calibrate_perplexity(dist, k, params.perplexity, par, None)?;
-        let nnz = affinity::symmetrize(idx, dist, k, indptr, indices, values, cursor)?;
-        if obs.observe(&Progress {
-            stage: Stage::Affinities,
-            done: 1,
-            total: 1,
-            loss: None,
-        }) == Control::Stop
-        {
-            return Err(Error::Cancelled);
-        }
-        nnz
+        affinity::symmetrize(idx, dist, k, indptr, indices, values, cursor)?
     };
     let p = CsrRef {
         indptr,
@@ -296,6 +288,7 @@ pub fn tsne(
         values: &values[..nnz],
     };
 
+    enter(obs, Stage::Init, 1)?;
     match params.init {
         Init::Pca => {
             let r = init::pca_init(x, params.dims, params.seed, par, rest.rest_mut(), y);
@@ -314,18 +307,17 @@ pub fn tsne(
         }
         Init::Random => init::random_init(n, params.dims, params.seed, y)?,
     }
-    if obs.observe(&Progress {
-        stage: Stage::Init,
-        done: 1,
-        total: 1,
-        loss: None,
-    }) == Control::Stop
-    {
-        return Err(Error::Cancelled);
-    }
     let mut summary = optimize(p, params, par, obs, rest.rest_mut(), y)?;
     summary.neighbours = k;
     Ok(summary)
+}
+
+/// Tells the observer a stage begins (done = 0).
+fn enter(obs: &mut dyn Observer, stage: Stage, total: usize) -> Result<()> {
+    match obs.observe(&Progress { stage, done: 0, total, loss: None }) {
+        Control::Stop => Err(Error::Cancelled),
+        Control::Continue => Ok(()),
+    }
 }
 
 /// Gradient descent on KL(P‖Q) from the embedding in `y` (`n × dims`).
@@ -368,6 +360,7 @@ pub fn optimize(
         .map(|&v| v as f64 * libm::log(v as f64))
         .sum();
     let total = params.early_iters + params.iters;
+    enter(obs, Stage::Optimize, total)?;
     let mut summary = TsneSummary {
         nnz: p.nnz(),
         ..Default::default()
