@@ -129,7 +129,9 @@ fn butterflies_simd(lr: &mut [f32], li: &mut [f32], hr: &mut [f32], hi: &mut [f3
 pub const MAX_COLUMN: usize = 2048;
 
 /// Rows per parallel task in 2-D transforms.
-const ROW_TASK: usize = 16;
+const ROW_TASK: usize = 64;
+/// Eight-column blocks per task in the column pass.
+const COLUMN_BLOCKS_PER_TASK: usize = 8;
 
 /// 2-D forward transform of an m × m row-major grid, in place. Only the first
 /// `nonzero_rows` rows of the input may be non-zero (the rest must be zero), so the row
@@ -151,14 +153,65 @@ pub fn fft2_inverse(plan: &FftPlan, re: &mut [f32], im: &mut [f32], needed_rows:
     im[..needed_rows * m].iter_mut().for_each(|v| *v *= s);
 }
 
+/// Transforms `re.len() / m` rows: eight rows at a time, one per SIMD lane (gathered into a
+/// buffer), so every stage runs eight wide; leftover rows go one by one.
 fn rows(plan: &FftPlan, re: &mut [f32], im: &mut [f32], inverse: bool, par: &dyn Parallel) {
     let m = plan.size();
     let n = re.len() / m;
+    if m < 8 || m > MAX_COLUMN {
+        for q in 0..n {
+            plan.run(&mut re[q * m..(q + 1) * m], &mut im[q * m..(q + 1) * m], inverse);
+        }
+        return;
+    }
+    let sign = if inverse { -1.0f32 } else { 1.0 };
     for_row_chunks2(par, n, ROW_TASK, re, m, im, m, &|_, _, count, r, i| {
-        for q in 0..count {
+        let mut br = [f32x8::ZERO; MAX_COLUMN];
+        let mut bi = [f32x8::ZERO; MAX_COLUMN];
+        let full = count - count % 8;
+        for g in (0..full).step_by(8) {
+            for t in 0..m {
+                let at = plan.rev[t] as usize;
+                br[at] = f32x8::from(core::array::from_fn::<f32, 8, _>(|l| r[(g + l) * m + t]));
+                bi[at] = f32x8::from(core::array::from_fn::<f32, 8, _>(|l| i[(g + l) * m + t]));
+            }
+            lane_stages(plan, &mut br[..m], &mut bi[..m], sign);
+            for t in 0..m {
+                let (vr, vi) = (br[t].to_array(), bi[t].to_array());
+                for l in 0..8 {
+                    r[(g + l) * m + t] = vr[l];
+                    i[(g + l) * m + t] = vi[l];
+                }
+            }
+        }
+        for q in full..count {
             plan.run(&mut r[q * m..(q + 1) * m], &mut i[q * m..(q + 1) * m], inverse);
         }
     });
+}
+
+/// The butterfly stages on eight interleaved sequences already in bit-reversed order.
+#[inline(always)]
+fn lane_stages(plan: &FftPlan, br: &mut [f32x8], bi: &mut [f32x8], sign: f32) {
+    let m = br.len();
+    let mut h = 1;
+    while h < m {
+        for a in (0..m).step_by(2 * h) {
+            for j in 0..h {
+                let (wr, wi) = (f32x8::splat(plan.twr[h + j]), f32x8::splat(sign * plan.twi[h + j]));
+                let (lo, hi) = (a + j, a + j + h);
+                let (r, i) = (br[hi], bi[hi]);
+                let xr = r * wr - i * wi;
+                let xi = r * wi + i * wr;
+                let (p, q) = (br[lo], bi[lo]);
+                br[hi] = p - xr;
+                bi[hi] = q - xi;
+                br[lo] = p + xr;
+                bi[lo] = q + xi;
+            }
+        }
+        h *= 2;
+    }
 }
 
 /// Transforms every column of an m × m grid: eight adjacent columns at a time, one per SIMD
@@ -184,43 +237,30 @@ fn columns(plan: &FftPlan, re: &mut [f32], im: &mut [f32], inverse: bool, par: &
     assert!(m <= MAX_COLUMN, "2-D transforms are limited to {MAX_COLUMN} per side");
     let (sr, si) = (SharedMut::new(&mut re[..m * m]), SharedMut::new(&mut im[..m * m]));
     let sign = if inverse { -1.0f32 } else { 1.0 };
-    par.run(m / 8, &|block| {
-        let c0 = block * 8;
-        // Gather the block (in bit-reversed order) into a contiguous buffer: strided
-        // power-of-two accesses in place would keep evicting each other from the cache.
+    // Eight column blocks per task share one buffer (zeroing it costs as much as a pass).
+    let blocks = m / 8;
+    par.run(blocks.div_ceil(COLUMN_BLOCKS_PER_TASK), &|task| {
         let mut br = [f32x8::ZERO; MAX_COLUMN];
         let mut bi = [f32x8::ZERO; MAX_COLUMN];
-        for r in 0..m {
-            let t = plan.rev[r] as usize;
-            // SAFETY: block `block` alone touches columns c0..c0+8; r * m + c0 + 8 <= m * m.
-            unsafe {
-                br[t] = f32x8::from(sr.read8(r * m + c0));
-                bi[t] = f32x8::from(si.read8(r * m + c0));
-            }
-        }
-        let mut h = 1;
-        while h < m {
-            for a in (0..m).step_by(2 * h) {
-                for j in 0..h {
-                    let (wr, wi) = (f32x8::splat(plan.twr[h + j]), f32x8::splat(sign * plan.twi[h + j]));
-                    let (lo, hi) = (a + j, a + j + h);
-                    let (r, i) = (br[hi], bi[hi]);
-                    let xr = r * wr - i * wi;
-                    let xi = r * wi + i * wr;
-                    let (p, q) = (br[lo], bi[lo]);
-                    br[hi] = p - xr;
-                    bi[hi] = q - xi;
-                    br[lo] = p + xr;
-                    bi[lo] = q + xi;
+        for block in task * COLUMN_BLOCKS_PER_TASK..((task + 1) * COLUMN_BLOCKS_PER_TASK).min(blocks) {
+            let c0 = block * 8;
+            // Gather the block in bit-reversed order: strided power-of-two accesses in place
+            // would keep evicting each other from the cache.
+            for r in 0..m {
+                let t = plan.rev[r] as usize;
+                // SAFETY: this task alone touches columns c0..c0+8; r * m + c0 + 8 <= m * m.
+                unsafe {
+                    br[t] = f32x8::from(sr.read8(r * m + c0));
+                    bi[t] = f32x8::from(si.read8(r * m + c0));
                 }
             }
-            h *= 2;
-        }
-        for r in 0..m {
-            // SAFETY: as above.
-            unsafe {
-                sr.write8(r * m + c0, br[r].to_array());
-                si.write8(r * m + c0, bi[r].to_array());
+            lane_stages(plan, &mut br[..m], &mut bi[..m], sign);
+            for r in 0..m {
+                // SAFETY: as above.
+                unsafe {
+                    sr.write8(r * m + c0, br[r].to_array());
+                    si.write8(r * m + c0, bi[r].to_array());
+                }
             }
         }
     });

@@ -30,6 +30,10 @@ impl Default for FftParams {
 }
 
 const MAX_NODES: usize = 8;
+/// Steps per doubling of the quantised interval width.
+const WIDTH_STEPS: f32 = 32.0;
+/// Marks a kernel spectrum cached in the scratch.
+const CACHE_MAGIC: f32 = 20_231_122.0;
 /// Smallest 1-D transform length.
 const MIN_FFT_1D: usize = 4096;
 
@@ -65,6 +69,7 @@ pub fn fft_scratch(dims: usize, params: &FftParams) -> ScratchSize {
     let m = params.max_len(dims);
     let cells = if dims == 1 { m } else { m * m };
     ScratchSize::new()
+        .plus::<f32>(4) // cache key of the kernel spectrum
         .plus::<f32>(2 * fft::plan_len(m))
         .plus::<u32>(fft::plan_len(m))
         .plus::<f32>(2 * cells * (1 + grids(dims)))
@@ -148,7 +153,12 @@ fn choose_grid(y: &[f32], n: usize, dims: usize, params: &FftParams) -> Result<G
     let m = m.min(params.max_len(dims));
     // Use every node the transform length pays for.
     let intervals = m / (2 * p);
-    Ok(Grid { lo, width: extent / intervals as f32, intervals, p, m })
+    // Round the width up to a step of a geometric ladder (2^(1/32), about 2 %), so that the
+    // kernel's spectrum, which depends only on m and the node spacing, can be reused while
+    // the embedding changes little between iterations.
+    let raw = extent / intervals as f32;
+    let width = libm::exp2f(libm::ceilf(libm::log2f(raw) * WIDTH_STEPS) / WIDTH_STEPS).max(raw);
+    Ok(Grid { lo, width, intervals, p, m })
 }
 
 /// Repulsion by FFT interpolation: `rep_i ≈ Σ_{j≠i} w_ij^{(α+1)/α} (y_i − y_j)`; returns Z.
@@ -175,15 +185,17 @@ pub fn repulsion_fft(
     let cells = if dims == 1 { m } else { m * m };
     let nc = charges(dims);
     let mut s = Scratch::new(scratch);
+    let key = s.take_as_is::<f32>(4, "kernel cache key")?;
     let twr = s.take::<f32>(m, "fft twiddles")?;
     let twi = s.take::<f32>(m, "fft twiddles")?;
     let rev = s.take::<u32>(m, "fft bit reversal")?;
     let plan = FftPlan::new(m, twr, twi, rev)?;
-    let kr = s.take::<f32>(cells, "kernel grid")?;
-    let ki = s.take::<f32>(cells, "kernel grid")?;
+    let kr = s.take_as_is::<f32>(cells, "kernel grid")?;
+    let ki = s.take_as_is::<f32>(cells, "kernel grid")?;
     let ng = grids(dims);
-    let qr = s.take::<f32>(ng * cells, "charge grids")?;
-    let qi = s.take::<f32>(ng * cells, "charge grids")?;
+    // Overwritten (zeroed, then spread into) below.
+    let qr = s.take_as_is::<f32>(ng * cells, "charge grids")?;
+    let qi = s.take_as_is::<f32>(ng * cells, "charge grids")?;
 
     // Kernel at every node offset, wrapped for a circular convolution of length m.
     let nodes = grid.nodes();
@@ -202,12 +214,17 @@ pub fn repulsion_fft(
             None
         }
     };
-    if dims == 1 {
+    let wanted_key = [m as f32, h, dof, CACHE_MAGIC + dims as f32];
+    if key[..] == wanted_key[..] {
+        // The spectrum from an earlier call on this scratch still applies.
+    } else if dims == 1 {
+        ki.fill(0.0);
         for i in 0..m {
             kr[i] = offset(i).map(|d| kval(d * d)).unwrap_or(0.0);
         }
         plan.run(kr, ki, false);
     } else {
+        ki.fill(0.0);
         for_row_chunks(par, m, 16, kr, m, &|_, first, rows, out| {
             for r in 0..rows {
                 let di = offset(first + r);
@@ -221,6 +238,7 @@ pub fn repulsion_fft(
         });
         fft::fft2_forward(&plan, kr, ki, m, par);
     }
+    key.copy_from_slice(&wanted_key);
 
     // Spread each charge onto its own half-grid (one task per charge: no write conflicts).
     let (gr, gi) = (SharedMut::new(qr), SharedMut::new(qi));
@@ -385,6 +403,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn cached_kernel_spectrum_gives_the_same_result_as_a_fresh_one() {
+        let n = 2000;
+        let mut r = Rng::new(9);
+        let y1: Vec<f32> = (0..n * 2).map(|_| (r.normal() * 10.0) as f32).collect();
+        // A small step, as between two iterations: same quantised width, so the cache is used.
+        let y2: Vec<f32> = y1.iter().map(|v| v * 1.001).collect();
+        let k = OutputKernel::new(1.0).unwrap();
+        let params = FftParams::default();
+        let mut part = vec![0.0; partials_len(n)];
+        let mut reused = vec![0u8; fft_scratch(2, &params).bytes()];
+        let mut out = vec![0.0; n * 2];
+        repulsion_fft(&y1, n, 2, k, &params, &Serial, &mut reused, &mut out, &mut part).unwrap();
+        let z_cached = repulsion_fft(&y2, n, 2, k, &params, &Serial, &mut reused, &mut out, &mut part).unwrap();
+        let mut fresh = vec![0u8; fft_scratch(2, &params).bytes()];
+        let mut out2 = vec![0.0; n * 2];
+        let z_fresh = repulsion_fft(&y2, n, 2, k, &params, &Serial, &mut fresh, &mut out2, &mut part).unwrap();
+        assert_eq!(out, out2);
+        assert_eq!(z_cached, z_fresh);
     }
 
     #[test]

@@ -16,6 +16,11 @@ unsafe impl Pod for usize {}
 unsafe impl Pod for f32 {}
 unsafe impl Pod for f64 {}
 
+fn unsafe_zero<T: Pod>() -> T {
+    // SAFETY: Pod types are valid for the all-zeros bit pattern.
+    unsafe { core::mem::zeroed() }
+}
+
 /// Accumulates the bytes a sequence of `take` calls needs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ScratchSize {
@@ -66,6 +71,14 @@ impl<'a> Scratch<'a> {
 
     /// The next `len` elements of `T`, zero-filled.
     pub fn take<T: Pod>(&mut self, len: usize, what: &'static str) -> Result<&'a mut [T]> {
+        let s = self.take_as_is::<T>(len, what)?;
+        s.fill(unsafe_zero::<T>());
+        Ok(s)
+    }
+
+    /// The next `len` elements of `T` with whatever the buffer held (for state a routine
+    /// keeps between calls on the same scratch, and for buffers it overwrites anyway).
+    pub fn take_as_is<T: Pod>(&mut self, len: usize, what: &'static str) -> Result<&'a mut [T]> {
         let buf = core::mem::take(&mut self.buf);
         let offset = buf.as_ptr().align_offset(core::mem::align_of::<T>());
         let bytes = len * core::mem::size_of::<T>();
@@ -81,7 +94,6 @@ impl<'a> Scratch<'a> {
         let (head, rest) = buf.split_at_mut(offset + bytes);
         self.buf = rest;
         let head = &mut head[offset..];
-        head.fill(0);
         // SAFETY: `head` is aligned for T, holds exactly len * size_of::<T>() bytes, and T is
         // Pod, so the zeroed bytes are a valid [T]. The borrow moves into the result.
         Ok(unsafe { core::slice::from_raw_parts_mut(head.as_mut_ptr().cast::<T>(), len) })
