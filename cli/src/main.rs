@@ -118,6 +118,10 @@ struct TsneArgs {
     /// (exact up to 5000 points).
     #[arg(long, value_enum, default_value = "auto")]
     knn: KnnArg,
+    /// Reduce the data to its N-dimensional dominant (principal) subspace first; 0 = off.
+    /// Faster neighbour search on wide data at some cost in neighbourhood fidelity.
+    #[arg(long, default_value_t = 0)]
+    pca: usize,
     #[arg(long, value_enum, default_value = "pca")]
     init: InitArg,
     #[arg(long, default_value_t = 42)]
@@ -223,6 +227,7 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
             KnnArg::Approx => KnnMethod::Approx,
             KnnArg::Auto => KnnMethod::Auto,
         },
+        pca: a.pca,
         early_iters: a.early_iters,
         iters: a.iters,
         exaggeration: a.exaggeration,

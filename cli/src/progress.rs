@@ -37,9 +37,14 @@ impl Reporter {
     /// Closes the timing of the last stage and returns "neighbours 1.2 s, …".
     pub fn timing_summary(&mut self) -> String {
         if let Some(st) = self.stage.take() {
-            self.timings.push((st, self.started.elapsed().as_secs_f64()));
+            self.timings
+                .push((st, self.started.elapsed().as_secs_f64()));
         }
-        self.timings.iter().map(|(st, t)| format!("{} {t:.2} s", stage_name(*st))).collect::<Vec<_>>().join(", ")
+        self.timings
+            .iter()
+            .map(|(st, t)| format!("{} {t:.2} s", stage_name(*st)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn start(&mut self, stage: Stage, total: usize) {
@@ -68,7 +73,8 @@ impl Observer for Reporter {
         if self.stage != Some(p.stage) {
             let now = std::time::Instant::now();
             if let Some(prev) = self.stage {
-                self.timings.push((prev, (now - self.started).as_secs_f64()));
+                self.timings
+                    .push((prev, (now - self.started).as_secs_f64()));
             }
             self.started = now;
             if self.quiet {

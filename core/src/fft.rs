@@ -2,8 +2,8 @@
 //! real/imaginary arrays, twiddles in a caller-provided table. Stages with at least eight
 //! butterflies per twiddle run through `wide`; a scalar twin does the same arithmetic.
 
-use crate::error::{ensure, ensure_len, Result};
-use crate::parallel::{for_row_chunks2, Parallel, SharedMut};
+use crate::error::{Result, ensure, ensure_len};
+use crate::parallel::{Parallel, SharedMut, for_row_chunks2};
 use wide::f32x8;
 
 /// Precomputed tables for transforms of one size `m` (a power of two).
@@ -23,8 +23,17 @@ pub fn plan_len(m: usize) -> usize {
 
 impl<'a> FftPlan<'a> {
     /// Fills the tables (each `plan_len(m)` long) and returns the plan.
-    pub fn new(m: usize, twr: &'a mut [f32], twi: &'a mut [f32], rev: &'a mut [u32]) -> Result<Self> {
-        ensure(m >= 2 && m.is_power_of_two() && m <= 1 << 24, "fft size", "must be a power of two in [2, 2^24]")?;
+    pub fn new(
+        m: usize,
+        twr: &'a mut [f32],
+        twi: &'a mut [f32],
+        rev: &'a mut [u32],
+    ) -> Result<Self> {
+        ensure(
+            m >= 2 && m.is_power_of_two() && m <= 1 << 24,
+            "fft size",
+            "must be a power of two in [2, 2^24]",
+        )?;
         ensure_len("fft twiddles", m, twr.len().min(twi.len()))?;
         ensure_len("fft bit reversal", m, rev.len())?;
         let mut h = 1;
@@ -40,7 +49,12 @@ impl<'a> FftPlan<'a> {
         for (i, r) in rev[..m].iter_mut().enumerate() {
             *r = ((i as u32).reverse_bits() >> (32 - bits)) as u32;
         }
-        Ok(FftPlan { m, twr: &twr[..m], twi: &twi[..m], rev: &rev[..m] })
+        Ok(FftPlan {
+            m,
+            twr: &twr[..m],
+            twi: &twi[..m],
+            rev: &rev[..m],
+        })
     }
 
     pub fn size(&self) -> usize {
@@ -87,7 +101,15 @@ impl<'a> FftPlan<'a> {
 }
 
 #[inline(always)]
-fn butterflies_scalar(lr: &mut [f32], li: &mut [f32], hr: &mut [f32], hi: &mut [f32], twr: &[f32], twi: &[f32], sign: f32) {
+fn butterflies_scalar(
+    lr: &mut [f32],
+    li: &mut [f32],
+    hr: &mut [f32],
+    hi: &mut [f32],
+    twr: &[f32],
+    twi: &[f32],
+    sign: f32,
+) {
     for j in 0..lr.len() {
         let (wr, wi) = (twr[j], sign * twi[j]);
         let xr = hr[j] * wr - hi[j] * wi;
@@ -110,7 +132,15 @@ fn store(s: &mut [f32], v: f32x8) {
 }
 
 #[inline(always)]
-fn butterflies_simd(lr: &mut [f32], li: &mut [f32], hr: &mut [f32], hi: &mut [f32], twr: &[f32], twi: &[f32], sign: f32) {
+fn butterflies_simd(
+    lr: &mut [f32],
+    li: &mut [f32],
+    hr: &mut [f32],
+    hi: &mut [f32],
+    twr: &[f32],
+    twi: &[f32],
+    sign: f32,
+) {
     let sg = f32x8::splat(sign);
     for j in (0..lr.len()).step_by(8) {
         let (wr, wi) = (load(&twr[j..]), sg * load(&twi[j..]));
@@ -136,18 +166,42 @@ const COLUMN_BLOCKS_PER_TASK: usize = 8;
 /// 2-D forward transform of an m × m row-major grid, in place. Only the first
 /// `nonzero_rows` rows of the input may be non-zero (the rest must be zero), so the row
 /// pass skips the others.
-pub fn fft2_forward(plan: &FftPlan, re: &mut [f32], im: &mut [f32], nonzero_rows: usize, par: &dyn Parallel) {
+pub fn fft2_forward(
+    plan: &FftPlan,
+    re: &mut [f32],
+    im: &mut [f32],
+    nonzero_rows: usize,
+    par: &dyn Parallel,
+) {
     let m = plan.size();
-    rows(plan, &mut re[..nonzero_rows * m], &mut im[..nonzero_rows * m], false, par);
+    rows(
+        plan,
+        &mut re[..nonzero_rows * m],
+        &mut im[..nonzero_rows * m],
+        false,
+        par,
+    );
     columns(plan, re, im, false, par);
 }
 
 /// Inverse of [`fft2_forward`], scaled by 1/m². Only the first `needed_rows` rows of the
 /// output are computed.
-pub fn fft2_inverse(plan: &FftPlan, re: &mut [f32], im: &mut [f32], needed_rows: usize, par: &dyn Parallel) {
+pub fn fft2_inverse(
+    plan: &FftPlan,
+    re: &mut [f32],
+    im: &mut [f32],
+    needed_rows: usize,
+    par: &dyn Parallel,
+) {
     let m = plan.size();
     columns(plan, re, im, true, par);
-    rows(plan, &mut re[..needed_rows * m], &mut im[..needed_rows * m], true, par);
+    rows(
+        plan,
+        &mut re[..needed_rows * m],
+        &mut im[..needed_rows * m],
+        true,
+        par,
+    );
     let s = 1.0 / (m * m) as f32;
     re[..needed_rows * m].iter_mut().for_each(|v| *v *= s);
     im[..needed_rows * m].iter_mut().for_each(|v| *v *= s);
@@ -160,7 +214,11 @@ fn rows(plan: &FftPlan, re: &mut [f32], im: &mut [f32], inverse: bool, par: &dyn
     let n = re.len() / m;
     if m < 8 || m > MAX_COLUMN {
         for q in 0..n {
-            plan.run(&mut re[q * m..(q + 1) * m], &mut im[q * m..(q + 1) * m], inverse);
+            plan.run(
+                &mut re[q * m..(q + 1) * m],
+                &mut im[q * m..(q + 1) * m],
+                inverse,
+            );
         }
         return;
     }
@@ -185,7 +243,11 @@ fn rows(plan: &FftPlan, re: &mut [f32], im: &mut [f32], inverse: bool, par: &dyn
             }
         }
         for q in full..count {
-            plan.run(&mut r[q * m..(q + 1) * m], &mut i[q * m..(q + 1) * m], inverse);
+            plan.run(
+                &mut r[q * m..(q + 1) * m],
+                &mut i[q * m..(q + 1) * m],
+                inverse,
+            );
         }
     });
 }
@@ -198,7 +260,10 @@ fn lane_stages(plan: &FftPlan, br: &mut [f32x8], bi: &mut [f32x8], sign: f32) {
     while h < m {
         for a in (0..m).step_by(2 * h) {
             for j in 0..h {
-                let (wr, wi) = (f32x8::splat(plan.twr[h + j]), f32x8::splat(sign * plan.twi[h + j]));
+                let (wr, wi) = (
+                    f32x8::splat(plan.twr[h + j]),
+                    f32x8::splat(sign * plan.twi[h + j]),
+                );
                 let (lo, hi) = (a + j, a + j + h);
                 let (r, i) = (br[hi], bi[hi]);
                 let xr = r * wr - i * wi;
@@ -234,15 +299,23 @@ fn columns(plan: &FftPlan, re: &mut [f32], im: &mut [f32], inverse: bool, par: &
         }
         return;
     }
-    assert!(m <= MAX_COLUMN, "2-D transforms are limited to {MAX_COLUMN} per side");
-    let (sr, si) = (SharedMut::new(&mut re[..m * m]), SharedMut::new(&mut im[..m * m]));
+    assert!(
+        m <= MAX_COLUMN,
+        "2-D transforms are limited to {MAX_COLUMN} per side"
+    );
+    let (sr, si) = (
+        SharedMut::new(&mut re[..m * m]),
+        SharedMut::new(&mut im[..m * m]),
+    );
     let sign = if inverse { -1.0f32 } else { 1.0 };
     // Eight column blocks per task share one buffer (zeroing it costs as much as a pass).
     let blocks = m / 8;
     par.run(blocks.div_ceil(COLUMN_BLOCKS_PER_TASK), &|task| {
         let mut br = [f32x8::ZERO; MAX_COLUMN];
         let mut bi = [f32x8::ZERO; MAX_COLUMN];
-        for block in task * COLUMN_BLOCKS_PER_TASK..((task + 1) * COLUMN_BLOCKS_PER_TASK).min(blocks) {
+        for block in
+            task * COLUMN_BLOCKS_PER_TASK..((task + 1) * COLUMN_BLOCKS_PER_TASK).min(blocks)
+        {
             let c0 = block * 8;
             // Gather the block in bit-reversed order: strided power-of-two accesses in place
             // would keep evicting each other from the cache.
@@ -295,7 +368,8 @@ mod tests {
                 for k in 0..m {
                     let (mut dr, mut di) = (0.0f64, 0.0f64);
                     for t in 0..m {
-                        let ang = sgn * 2.0 * std::f64::consts::PI * ((k * t) % m) as f64 / m as f64;
+                        let ang =
+                            sgn * 2.0 * std::f64::consts::PI * ((k * t) % m) as f64 / m as f64;
                         dr += xr[t] as f64 * ang.cos() - xi[t] as f64 * ang.sin();
                         di += xr[t] as f64 * ang.sin() + xi[t] as f64 * ang.cos();
                     }
@@ -303,7 +377,11 @@ mod tests {
                     norm += dr * dr + di * di;
                 }
                 // f32 radix-2: relative error (norm) below 1e-5 up to m = 4096.
-                assert!((err / norm).sqrt() < 1e-5, "m = {m}: {:e}", (err / norm).sqrt());
+                assert!(
+                    (err / norm).sqrt() < 1e-5,
+                    "m = {m}: {:e}",
+                    (err / norm).sqrt()
+                );
             }
         }
     }
@@ -350,7 +428,11 @@ mod column_tests {
             // Oracle: scalar twin on every row, then on every column.
             let (mut or, mut oi) = (re0.clone(), im0.clone());
             for q in 0..m {
-                plan.run_scalar(&mut or[q * m..(q + 1) * m], &mut oi[q * m..(q + 1) * m], false);
+                plan.run_scalar(
+                    &mut or[q * m..(q + 1) * m],
+                    &mut oi[q * m..(q + 1) * m],
+                    false,
+                );
             }
             for col in 0..m {
                 let mut cr: Vec<f32> = (0..m).map(|q| or[q * m + col]).collect();

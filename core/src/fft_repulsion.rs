@@ -4,10 +4,10 @@
 //! [1, y, ‖y‖²] one convolution gives both the repulsive forces and Z, because
 //! w = K·(1 + r²/α) and r² = ‖y_i‖² − 2 y_i·y_j + ‖y_j‖².
 
-use crate::error::{ensure, ensure_len, Error, Result};
+use crate::error::{Error, Result, ensure, ensure_len};
 use crate::fft::{self, FftPlan};
-use crate::gradient::{partials_len, OutputKernel, TASK_ROWS};
-use crate::parallel::{for_row_chunks, for_row_chunks_sum, Parallel, SharedMut};
+use crate::gradient::{OutputKernel, TASK_ROWS, partials_len};
+use crate::parallel::{Parallel, SharedMut, for_row_chunks, for_row_chunks_sum};
 use crate::scratch::{Scratch, ScratchSize};
 
 /// Grid settings. The defaults are openTSNE's: 3 nodes per interval, at least 50 intervals,
@@ -25,7 +25,13 @@ pub struct FftParams {
 
 impl Default for FftParams {
     fn default() -> Self {
-        FftParams { nodes_per_interval: 3, min_intervals: 50, interval_width: 1.0, max_fft_2d: 1024, max_fft_1d: 1 << 16 }
+        FftParams {
+            nodes_per_interval: 3,
+            min_intervals: 50,
+            interval_width: 1.0,
+            max_fft_2d: 1024,
+            max_fft_1d: 1 << 16,
+        }
     }
 }
 
@@ -39,18 +45,42 @@ const MIN_FFT_1D: usize = 4096;
 
 impl FftParams {
     pub fn validate(&self) -> Result<()> {
-        ensure((1..=MAX_NODES).contains(&self.nodes_per_interval), "nodes per interval", "must be 1 to 8")?;
-        ensure(self.min_intervals >= 1, "min intervals", "must be at least 1")?;
-        ensure(self.interval_width.is_finite() && self.interval_width > 0.0, "interval width", "must be > 0")?;
-        ensure(self.max_fft_2d <= crate::fft::MAX_COLUMN, "max fft size", "2-D transforms are limited to 2048 per side")?;
+        ensure(
+            (1..=MAX_NODES).contains(&self.nodes_per_interval),
+            "nodes per interval",
+            "must be 1 to 8",
+        )?;
+        ensure(
+            self.min_intervals >= 1,
+            "min intervals",
+            "must be at least 1",
+        )?;
+        ensure(
+            self.interval_width.is_finite() && self.interval_width > 0.0,
+            "interval width",
+            "must be > 0",
+        )?;
+        ensure(
+            self.max_fft_2d <= crate::fft::MAX_COLUMN,
+            "max fft size",
+            "2-D transforms are limited to 2048 per side",
+        )?;
         for m in [self.max_fft_1d, self.max_fft_2d] {
-            ensure(m.is_power_of_two() && m >= 2 * self.nodes_per_interval, "max fft size", "must be a power of two >= 2 * nodes per interval")?;
+            ensure(
+                m.is_power_of_two() && m >= 2 * self.nodes_per_interval,
+                "max fft size",
+                "must be a power of two >= 2 * nodes per interval",
+            )?;
         }
         Ok(())
     }
 
     fn max_len(&self, dims: usize) -> usize {
-        if dims == 1 { self.max_fft_1d } else { self.max_fft_2d }
+        if dims == 1 {
+            self.max_fft_1d
+        } else {
+            self.max_fft_2d
+        }
     }
 }
 
@@ -138,12 +168,15 @@ fn choose_grid(y: &[f32], n: usize, dims: usize, params: &FftParams) -> Result<G
     // Pad so the largest coordinate falls inside the last interval.
     let extent = extent * (1.0 + 1e-4) + 1e-6;
     let p = params.nodes_per_interval;
-    let wanted = params.min_intervals.max(libm::ceilf(extent / params.interval_width) as usize);
+    let wanted = params
+        .min_intervals
+        .max(libm::ceilf(extent / params.interval_width) as usize);
     // The power-of-two length nearest (in ratio) to what openTSNE's rule asks for, but never
     // fewer than `min_intervals`; intervals end up 0.7 to 1.4 times `interval_width`.
     let need = 2 * p * wanted;
     let mut m = need.next_power_of_two();
-    if (m as f64) > need as f64 * core::f64::consts::SQRT_2 && m / 2 >= 2 * p * params.min_intervals {
+    if (m as f64) > need as f64 * core::f64::consts::SQRT_2 && m / 2 >= 2 * p * params.min_intervals
+    {
         m /= 2;
     }
     if dims == 1 {
@@ -158,7 +191,13 @@ fn choose_grid(y: &[f32], n: usize, dims: usize, params: &FftParams) -> Result<G
     // the embedding changes little between iterations.
     let raw = extent / intervals as f32;
     let width = libm::exp2f(libm::ceilf(libm::log2f(raw) * WIDTH_STEPS) / WIDTH_STEPS).max(raw);
-    Ok(Grid { lo, width, intervals, p, m })
+    Ok(Grid {
+        lo,
+        width,
+        intervals,
+        p,
+        m,
+    })
 }
 
 /// Repulsion by FFT interpolation: `rep_i ≈ Σ_{j≠i} w_ij^{(α+1)/α} (y_i − y_j)`; returns Z.
@@ -175,7 +214,11 @@ pub fn repulsion_fft(
     rep: &mut [f32],
     partials: &mut [f64],
 ) -> Result<f64> {
-    ensure(dims == 1 || dims == 2, "dims", "FFT repulsion needs 1-D or 2-D output")?;
+    ensure(
+        dims == 1 || dims == 2,
+        "dims",
+        "FFT repulsion needs 1-D or 2-D output",
+    )?;
     params.validate()?;
     ensure_len("embedding", n * dims, y.len())?;
     ensure_len("repulsion output", n * dims, rep.len())?;
@@ -203,7 +246,11 @@ pub fn repulsion_fft(
     let dof = kernel.dof();
     let kval = |r2: f32| -> f32 {
         let b = 1.0 / (1.0 + r2 / dof);
-        if dof == 1.0 { b * b } else { libm::powf(b, dof + 1.0) }
+        if dof == 1.0 {
+            b * b
+        } else {
+            libm::powf(b, dof + 1.0)
+        }
     };
     let offset = |i: usize| -> Option<f32> {
         if i < nodes {
@@ -274,7 +321,10 @@ pub fn repulsion_fft(
 
     // Convolve: forward transform, multiply by the kernel's spectrum, inverse transform.
     for c in 0..ng {
-        let (g, gim) = (&mut qr[c * cells..(c + 1) * cells], &mut qi[c * cells..(c + 1) * cells]);
+        let (g, gim) = (
+            &mut qr[c * cells..(c + 1) * cells],
+            &mut qi[c * cells..(c + 1) * cells],
+        );
         if dims == 1 {
             plan.run(g, gim, false);
             multiply(g, gim, kr, ki);
@@ -295,49 +345,57 @@ pub fn repulsion_fft(
         &g[(c / 2) * cells..(c / 2 + 1) * cells]
     };
     let inv_dof = 1.0 / dof as f64;
-    let z = for_row_chunks_sum(par, n, TASK_ROWS, rep, dims, partials, &|first, rows, out| {
-        let (mut wx, mut wy) = ([0.0f32; MAX_NODES], [0.0f32; MAX_NODES]);
-        let mut zsum = 0.0f64;
-        for r in 0..rows {
-            let i = first + r;
-            let yi = &y[i * dims..(i + 1) * dims];
-            let bx = grid.locate(yi[0], 0, &mut wx);
-            let mut phi = [0.0f64; 4];
-            if dims == 1 {
-                for (c, ph) in phi.iter_mut().enumerate().take(nc) {
-                    let g = component(c);
-                    *ph = (0..grid.p).map(|k| (wx[k] * g[bx + k]) as f64).sum();
-                }
-            } else {
-                let by = grid.locate(yi[1], 1, &mut wy);
-                for (c, ph) in phi.iter_mut().enumerate().take(nc) {
-                    let g = component(c);
-                    let mut acc = 0.0f32;
-                    for k in 0..grid.p {
-                        let row = &g[(bx + k) * m + by..];
-                        let mut rk = 0.0f32;
-                        for l in 0..grid.p {
-                            rk += wy[l] * row[l];
-                        }
-                        acc += wx[k] * rk;
+    let z = for_row_chunks_sum(
+        par,
+        n,
+        TASK_ROWS,
+        rep,
+        dims,
+        partials,
+        &|first, rows, out| {
+            let (mut wx, mut wy) = ([0.0f32; MAX_NODES], [0.0f32; MAX_NODES]);
+            let mut zsum = 0.0f64;
+            for r in 0..rows {
+                let i = first + r;
+                let yi = &y[i * dims..(i + 1) * dims];
+                let bx = grid.locate(yi[0], 0, &mut wx);
+                let mut phi = [0.0f64; 4];
+                if dims == 1 {
+                    for (c, ph) in phi.iter_mut().enumerate().take(nc) {
+                        let g = component(c);
+                        *ph = (0..grid.p).map(|k| (wx[k] * g[bx + k]) as f64).sum();
                     }
-                    *ph = acc as f64;
+                } else {
+                    let by = grid.locate(yi[1], 1, &mut wy);
+                    for (c, ph) in phi.iter_mut().enumerate().take(nc) {
+                        let g = component(c);
+                        let mut acc = 0.0f32;
+                        for k in 0..grid.p {
+                            let row = &g[(bx + k) * m + by..];
+                            let mut rk = 0.0f32;
+                            for l in 0..grid.p {
+                                rk += wy[l] * row[l];
+                            }
+                            acc += wx[k] * rk;
+                        }
+                        *ph = acc as f64;
+                    }
                 }
+                // phi = [Σ K, Σ K y_j (per axis), Σ K ‖y_j‖²]
+                let mut norm2 = 0.0f64;
+                let mut dot = 0.0f64;
+                for a in 0..dims {
+                    let ya = yi[a] as f64;
+                    norm2 += ya * ya;
+                    dot += ya * phi[1 + a];
+                    out[r * dims + a] = (ya * phi[0] - phi[1 + a]) as f32;
+                }
+                let zi = phi[0] + (norm2 * phi[0] - 2.0 * dot + phi[1 + dims]) * inv_dof;
+                zsum += zi - 1.0; // minus the self-interaction K(0)·1
             }
-            // phi = [Σ K, Σ K y_j (per axis), Σ K ‖y_j‖²]
-            let mut norm2 = 0.0f64;
-            let mut dot = 0.0f64;
-            for a in 0..dims {
-                let ya = yi[a] as f64;
-                norm2 += ya * ya;
-                dot += ya * phi[1 + a];
-                out[r * dims + a] = (ya * phi[0] - phi[1 + a]) as f32;
-            }
-            let zi = phi[0] + (norm2 * phi[0] - 2.0 * dot + phi[1 + dims]) * inv_dof;
-            zsum += zi - 1.0; // minus the self-interaction K(0)·1
-        }
-        zsum
-    });
+            zsum
+        },
+    );
     Ok(z)
 }
 
@@ -365,7 +423,12 @@ mod tests {
     use crate::{Rng, Serial};
 
     fn rel(a: &[f32], b: &[f32]) -> f64 {
-        let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt();
+        let num: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
         num / b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt()
     }
 
@@ -375,7 +438,9 @@ mod tests {
         let y: Vec<f32> = (0..n * dims)
             .map(|i| {
                 let c = (i / dims) % 7;
-                (r.normal() * (0.3 + c as f64 * 0.4) + (c as f64 - 3.0) * spread * if i % dims == 0 { 1.0 } else { 0.6 }) as f32
+                (r.normal() * (0.3 + c as f64 * 0.4)
+                    + (c as f64 - 3.0) * spread * if i % dims == 0 { 1.0 } else { 0.6 })
+                    as f32
             })
             .collect();
         let k = OutputKernel::new(dof).unwrap();
@@ -384,7 +449,10 @@ mod tests {
         let z_ex = repulsion_exact(&y, n, dims, k, &Serial, &mut ex, &mut part).unwrap();
         let params = FftParams::default();
         let mut sc = vec![0u8; fft_scratch(dims, &params).bytes()];
-        let z_ff = repulsion_fft(&y, n, dims, k, &params, &Serial, &mut sc, &mut ff, &mut part).unwrap();
+        let z_ff = repulsion_fft(
+            &y, n, dims, k, &params, &Serial, &mut sc, &mut ff, &mut part,
+        )
+        .unwrap();
         (rel(&ff, &ex), (z_ff - z_ex).abs() / z_ex)
     }
 
@@ -398,8 +466,15 @@ mod tests {
             for dof in [1.0f32, 0.5] {
                 for spread in [0.5, 5.0, 20.0] {
                     let (ef, ez) = compare(dims, dof, 3000, spread);
-                    let tol = if dims == 2 && spread == 20.0 { 2e-2 } else { 1e-2 };
-                    assert!(ef < tol && ez < 1e-2, "dims {dims} dof {dof} spread {spread}: force {ef:e}, Z {ez:e}");
+                    let tol = if dims == 2 && spread == 20.0 {
+                        2e-2
+                    } else {
+                        1e-2
+                    };
+                    assert!(
+                        ef < tol && ez < 1e-2,
+                        "dims {dims} dof {dof} spread {spread}: force {ef:e}, Z {ez:e}"
+                    );
                 }
             }
         }
@@ -417,11 +492,36 @@ mod tests {
         let mut part = vec![0.0; partials_len(n)];
         let mut reused = vec![0u8; fft_scratch(2, &params).bytes()];
         let mut out = vec![0.0; n * 2];
-        repulsion_fft(&y1, n, 2, k, &params, &Serial, &mut reused, &mut out, &mut part).unwrap();
-        let z_cached = repulsion_fft(&y2, n, 2, k, &params, &Serial, &mut reused, &mut out, &mut part).unwrap();
+        repulsion_fft(
+            &y1,
+            n,
+            2,
+            k,
+            &params,
+            &Serial,
+            &mut reused,
+            &mut out,
+            &mut part,
+        )
+        .unwrap();
+        let z_cached = repulsion_fft(
+            &y2,
+            n,
+            2,
+            k,
+            &params,
+            &Serial,
+            &mut reused,
+            &mut out,
+            &mut part,
+        )
+        .unwrap();
         let mut fresh = vec![0u8; fft_scratch(2, &params).bytes()];
         let mut out2 = vec![0.0; n * 2];
-        let z_fresh = repulsion_fft(&y2, n, 2, k, &params, &Serial, &mut fresh, &mut out2, &mut part).unwrap();
+        let z_fresh = repulsion_fft(
+            &y2, n, 2, k, &params, &Serial, &mut fresh, &mut out2, &mut part,
+        )
+        .unwrap();
         assert_eq!(out, out2);
         assert_eq!(z_cached, z_fresh);
     }

@@ -6,10 +6,10 @@
 
 use crate::affinity::CsrRef;
 use crate::bh;
-use crate::fft_repulsion::{fft_scratch, repulsion_fft, FftParams};
-use crate::scratch::{Scratch, ScratchSize};
 use crate::error::{Result, ensure, ensure_len};
+use crate::fft_repulsion::{FftParams, fft_scratch, repulsion_fft};
 use crate::parallel::{Parallel, chunk_count, for_row_chunks_sum};
+use crate::scratch::{Scratch, ScratchSize};
 
 /// Points per parallel task in the gradient kernels.
 pub const TASK_ROWS: usize = 128;
@@ -148,7 +148,10 @@ fn attraction_rows_2d_cauchy(p: CsrRef, y: &[f32], first: usize, rows: usize, ou
             fx += q * dx;
             fy += q * dy;
         }
-        let (mut sx, mut sy) = (fx.to_array().iter().sum::<f32>(), fy.to_array().iter().sum::<f32>());
+        let (mut sx, mut sy) = (
+            fx.to_array().iter().sum::<f32>(),
+            fy.to_array().iter().sum::<f32>(),
+        );
         for c in body..cols.len() {
             let j = cols[c] as usize;
             let (dx, dy) = (xi - y[2 * j], yi - y[2 * j + 1]);
@@ -214,7 +217,9 @@ pub fn repulsion_exact(
 pub enum RepulsionMethod {
     Exact,
     /// Barnes–Hut with opening angle θ (2-D and 3-D output).
-    BarnesHut { theta: f32 },
+    BarnesHut {
+        theta: f32,
+    },
     /// FFT-accelerated interpolation (1-D and 2-D output).
     Fft(FftParams),
 }
@@ -223,7 +228,9 @@ pub enum RepulsionMethod {
 pub fn repulsion_scratch(method: RepulsionMethod, n: usize, dims: usize) -> ScratchSize {
     match method {
         RepulsionMethod::Exact => ScratchSize::new(),
-        RepulsionMethod::BarnesHut { .. } => ScratchSize::new().plus::<bh::BhNode>(bh::nodes_len(n)).plus::<u32>(n),
+        RepulsionMethod::BarnesHut { .. } => ScratchSize::new()
+            .plus::<bh::BhNode>(bh::nodes_len(n))
+            .plus::<u32>(n),
         RepulsionMethod::Fft(p) => fft_scratch(dims, &p),
     }
 }
@@ -258,7 +265,9 @@ pub fn repulsion(
             let perm = s.take::<u32>(n, "bh permutation")?;
             bh::repulsion_bh(y, n, dims, kernel, theta, par, nodes, perm, rep, partials)
         }
-        RepulsionMethod::Fft(p) => repulsion_fft(y, n, dims, kernel, &p, par, scratch, rep, partials),
+        RepulsionMethod::Fft(p) => {
+            repulsion_fft(y, n, dims, kernel, &p, par, scratch, rep, partials)
+        }
     }
 }
 
@@ -278,7 +287,17 @@ pub fn kl_gradient(
     let n = p.rows();
     ensure_len("gradient", n * dims, grad.len())?;
     attraction(p, y, dims, kernel, false, par, s.attr, s.partials)?;
-    let z = repulsion(method, y, n, dims, kernel, par, s.repulsion, s.rep, s.partials)?;
+    let z = repulsion(
+        method,
+        y,
+        n,
+        dims,
+        kernel,
+        par,
+        s.repulsion,
+        s.rep,
+        s.partials,
+    )?;
     let inv_z = (1.0 / z) as f32;
     for ((g, a), r) in grad[..n * dims]
         .iter_mut()
@@ -390,7 +409,11 @@ mod tests {
         let mut r = Rng::new(12);
         let (n, k) = (500, 17);
         let (ip, ind, val) = random_p(n, k, &mut r);
-        let p = CsrRef { indptr: &ip, indices: &ind, values: &val };
+        let p = CsrRef {
+            indptr: &ip,
+            indices: &ind,
+            values: &val,
+        };
         let y: Vec<f32> = (0..n * 2).map(|_| (r.normal() * 5.0) as f32).collect();
         let kernel = OutputKernel::new(1.0).unwrap();
         let mut simd_out = vec![0.0; n * 2];

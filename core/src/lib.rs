@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod nndescent;
 pub mod observer;
 pub mod parallel;
+pub mod project;
 pub mod rng;
 pub mod scratch;
 pub mod simd;

@@ -5,15 +5,16 @@
 //! and FIt-SNE, the step is taken on ¼ of ∂KL/∂y, which is what that learning rate is tuned for.
 
 use crate::affinity::{self, CsrRef};
-use crate::fft_repulsion::FftParams;
 use crate::error::{Error, Result, ensure, ensure_len};
+use crate::fft_repulsion::FftParams;
 use crate::gradient::{self, OutputKernel, RepulsionMethod};
 use crate::init;
 use crate::knn::{self, Kernel, Metric};
-use crate::nndescent::{self, NnDescentParams};
 use crate::matrix::MatRef;
+use crate::nndescent::{self, NnDescentParams};
 use crate::observer::{Control, Observer, Progress, Stage};
 use crate::parallel::Parallel;
+use crate::project;
 use crate::scratch::{Scratch, ScratchSize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +57,9 @@ pub struct TsneParams {
     pub perplexity: f32,
     pub metric: Metric,
     pub knn: KnnMethod,
+    /// Reduce the data to this many dimensions (its dominant subspace, by a randomised
+    /// range finder) before everything else; 0 = use the data as given.
+    pub pca: usize,
     /// Settings of the approximate search (its seed is `seed`).
     pub nn_descent: NnDescentParams,
     /// Iterations with exaggerated P.
@@ -86,6 +90,7 @@ impl Default for TsneParams {
             perplexity: 30.0,
             metric: Metric::SqEuclidean,
             knn: KnnMethod::Auto,
+            pca: 0,
             nn_descent: NnDescentParams::default(),
             early_iters: 250,
             iters: 500,
@@ -159,6 +164,11 @@ impl TsneParams {
         Ok(())
     }
 
+    /// Columns after the optional reduction of `d`-column data (None: no reduction).
+    pub fn reduced_dims(&self, d: usize) -> Option<usize> {
+        (self.pca > 0 && self.pca < d).then_some(self.pca)
+    }
+
     /// The neighbour search used for `n` points.
     pub fn knn_method(&self, n: usize) -> KnnMethod {
         match self.knn {
@@ -209,7 +219,9 @@ fn affinity_stage_scratch(n: usize, d: usize, k: usize, params: &TsneParams) -> 
         .plus::<usize>(n);
     match params.knn_method(n) {
         KnnMethod::Exact => s,
-        _ => s.plus::<u8>(nndescent::nn_descent_scratch(n, d, k, params.metric, &params.nn_descent).bytes()),
+        _ => s.plus::<u8>(
+            nndescent::nn_descent_scratch(n, d, k, params.metric, &params.nn_descent).bytes(),
+        ),
     }
 }
 
@@ -219,16 +231,29 @@ pub fn optimize_scratch(n: usize, params: &TsneParams) -> ScratchSize {
     ScratchSize::new()
         .plus::<f32>(4 * n * dims) // attraction, repulsion, update, gains
         .plus::<f64>(gradient::partials_len(n))
-        .and(gradient::repulsion_scratch(params.repulsion_method(n), n, dims))
+        .and(gradient::repulsion_scratch(
+            params.repulsion_method(n),
+            n,
+            dims,
+        ))
 }
 
 /// Bytes of scratch `tsne` needs for `n` points of `d` columns.
 pub fn tsne_scratch(n: usize, d: usize, params: &TsneParams) -> ScratchSize {
     let k = affinity::neighbours_for_perplexity(n, params.perplexity);
-    let stage = affinity_stage_scratch(n, d, k, params)
-        .max(init::pca_scratch(n, d))
+    let (reduced, dr) = match params.reduced_dims(d) {
+        Some(r) => (ScratchSize::new().plus::<f32>(n * r).plus::<f32>(r * d), r),
+        None => (ScratchSize::new(), d),
+    };
+    let reduce_stage = match params.reduced_dims(d) {
+        Some(r) => project::subspace_scratch(n, d, r),
+        None => ScratchSize::new(),
+    };
+    let stage = reduce_stage
+        .max(affinity_stage_scratch(n, dr, k, params))
+        .max(init::pca_scratch(n, dr))
         .max(optimize_scratch(n, params));
-    csr_scratch(n, k).and(stage)
+    reduced.and(csr_scratch(n, k)).and(stage)
 }
 
 /// Runs t-SNE on the rows of `x`, writing the `n × dims` embedding into `y`.
@@ -257,6 +282,24 @@ pub fn tsne(
     let k = affinity::neighbours_for_perplexity(n, params.perplexity);
 
     let mut s = Scratch::new(scratch);
+    // Optional reduction to the dominant subspace; everything downstream sees the reduced rows.
+    let x = match params.reduced_dims(x.cols()) {
+        Some(r) => {
+            let reduced = s.take::<f32>(n * r, "reduced data")?;
+            let basis = s.take::<f32>(r * x.cols(), "projection basis")?;
+            {
+                let mut tmp = Scratch::new(s.rest_mut());
+                let sub = tmp.take::<u8>(
+                    project::subspace_scratch(n, x.cols(), r).bytes(),
+                    "subspace scratch",
+                )?;
+                project::dominant_subspace(x, r, params.seed, par, sub, basis)?;
+            }
+            project::project(x, basis, r, par, reduced)?;
+            MatRef::dense(reduced, n, r)?
+        }
+        None => x,
+    };
     let nnz_bound = affinity::symmetric_nnz_bound(n, k);
     let indptr = s.take::<usize>(n + 1, "P indptr")?;
     let indices = s.take::<u32>(nnz_bound, "P indices")?;
@@ -271,10 +314,26 @@ pub fn tsne(
         let cursor = st.take::<usize>(n, "symmetrize cursor")?;
         enter(obs, Stage::Knn, n)?;
         match params.knn_method(n) {
-            KnnMethod::Exact => knn::exact_knn(x, k, params.metric, Kernel::Simd, par, obs, norms, idx, dist)?,
+            KnnMethod::Exact => knn::exact_knn(
+                x,
+                k,
+                params.metric,
+                Kernel::Simd,
+                par,
+                obs,
+                norms,
+                idx,
+                dist,
+            )?,
             _ => {
-                let nd = NnDescentParams { seed: params.seed, ..params.nn_descent };
-                let sc = st.take::<u8>(nndescent::nn_descent_scratch(n, x.cols(), k, params.metric, &nd).bytes(), "nn-descent")?;
+                let nd = NnDescentParams {
+                    seed: params.seed,
+                    ..params.nn_descent
+                };
+                let sc = st.take::<u8>(
+                    nndescent::nn_descent_scratch(n, x.cols(), k, params.metric, &nd).bytes(),
+                    "nn-descent",
+                )?;
                 nndescent::nn_descent(x, k, params.metric, &nd, par, obs, sc, idx, dist)?
             }
         }
@@ -314,7 +373,12 @@ pub fn tsne(
 
 /// Tells the observer a stage begins (done = 0).
 fn enter(obs: &mut dyn Observer, stage: Stage, total: usize) -> Result<()> {
-    match obs.observe(&Progress { stage, done: 0, total, loss: None }) {
+    match obs.observe(&Progress {
+        stage,
+        done: 0,
+        total,
+        loss: None,
+    }) {
         Control::Stop => Err(Error::Cancelled),
         Control::Continue => Ok(()),
     }
@@ -349,7 +413,10 @@ pub fn optimize(
     let update = s.take::<f32>(nd, "update")?;
     let gains = s.take::<f32>(nd, "gains")?;
     let partials = s.take::<f64>(gradient::partials_len(n), "partial sums")?;
-    let rep_scratch = s.take::<u8>(gradient::repulsion_scratch(method, n, dims).bytes(), "repulsion scratch")?;
+    let rep_scratch = s.take::<u8>(
+        gradient::repulsion_scratch(method, n, dims).bytes(),
+        "repulsion scratch",
+    )?;
     gains.fill(1.0);
 
     // Σ p log p, the constant part of KL(P‖Q).

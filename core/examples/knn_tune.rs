@@ -1,0 +1,89 @@
+//! Tuning aid for the approximate kNN: `cargo run --release -p ember-core --features std
+//! --example knn_tune -- FILE.f32 DIM K TREES MAX_CANDIDATES [LEAF]`. Reads raw little-endian
+//! f32 rows, times NN-descent, and estimates recall@K on 1000 query points by exact search.
+use ember_core::knn::{Kernel, Metric, exact_knn_query};
+use ember_core::nndescent::{NnDescentParams, nn_descent, nn_descent_scratch};
+use ember_core::threads::Threads;
+use ember_core::{MatRef, Silent};
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let bytes = std::fs::read(&a[1]).unwrap();
+    let d: usize = a[2].parse().unwrap();
+    let k: usize = a[3].parse().unwrap();
+    let x: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    let n = x.len() / d;
+    let m = MatRef::dense(&x, n, d).unwrap();
+    let p = NnDescentParams {
+        trees: a[4].parse().unwrap(),
+        max_candidates: a[5].parse().unwrap(),
+        leaf_size: a.get(6).map(|v| v.parse().unwrap()).unwrap_or(0),
+        max_rounds: a.get(7).map(|v| v.parse().unwrap()).unwrap_or(12),
+        ..Default::default()
+    };
+    let par = Threads::new(0);
+    let mut sc = vec![0u8; nn_descent_scratch(n, d, k, Metric::SqEuclidean, &p).bytes()];
+    let (mut idx, mut dist) = (vec![0u32; n * k], vec![0.0; n * k]);
+    let t = std::time::Instant::now();
+    let t0 = std::time::Instant::now();
+    let mut obs = |pr: &ember_core::Progress| {
+        eprintln!("  round {} at {:.2} s", pr.done, t0.elapsed().as_secs_f64());
+        ember_core::Control::Continue
+    };
+    nn_descent(
+        m,
+        k,
+        Metric::SqEuclidean,
+        &p,
+        &par,
+        &mut obs,
+        &mut sc,
+        &mut idx,
+        &mut dist,
+    )
+    .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let q = 1000;
+    let step = n / q;
+    let qx: Vec<f32> = (0..q).flat_map(|i| m.row(i * step).to_vec()).collect();
+    let qm = MatRef::dense(&qx, q, d).unwrap();
+    let (mut norms, mut ei, mut ed) = (
+        vec![0.0; n + q],
+        vec![0u32; q * (k + 1)],
+        vec![0.0; q * (k + 1)],
+    );
+    exact_knn_query(
+        m,
+        qm,
+        k + 1,
+        Metric::SqEuclidean,
+        Kernel::Simd,
+        &par,
+        &mut Silent,
+        &mut norms,
+        &mut ei,
+        &mut ed,
+    )
+    .unwrap();
+    let mut hits = 0;
+    for i in 0..q {
+        let truth: Vec<u32> = ei[i * (k + 1)..(i + 1) * (k + 1)]
+            .iter()
+            .copied()
+            .filter(|&j| j as usize != i * step)
+            .take(k)
+            .collect();
+        let found = &idx[i * step * k..(i * step + 1) * k];
+        hits += truth.iter().filter(|j| found.contains(j)).count();
+    }
+    println!(
+        "n {n} d {d} k {k} trees {} mc {} leaf {}: {secs:.2} s, recall@{k} ≈ {:.4}",
+        p.trees,
+        p.max_candidates,
+        p.leaf_size,
+        hits as f64 / (q * k) as f64
+    );
+}
