@@ -47,7 +47,7 @@ impl<'a> FftPlan<'a> {
         }
         let bits = m.trailing_zeros();
         for (i, r) in rev[..m].iter_mut().enumerate() {
-            *r = ((i as u32).reverse_bits() >> (32 - bits)) as u32;
+            *r = (i as u32).reverse_bits() >> (32 - bits);
         }
         Ok(FftPlan {
             m,
@@ -212,7 +212,7 @@ pub fn fft2_inverse(
 fn rows(plan: &FftPlan, re: &mut [f32], im: &mut [f32], inverse: bool, par: &dyn Parallel) {
     let m = plan.size();
     let n = re.len() / m;
-    if m < 8 || m > MAX_COLUMN {
+    if !(8..=MAX_COLUMN).contains(&m) {
         for q in 0..n {
             plan.run(
                 &mut re[q * m..(q + 1) * m],

@@ -1,110 +1,63 @@
-//! Initial embeddings: PCA (subspace iteration + a small Rayleigh–Ritz problem solved with
-//! nalgebra on a fixed 8×8 matrix) and Gaussian random. Both scaled so the first coordinate
+//! Initial embeddings: PCA (a randomised range finder + a small Rayleigh–Ritz problem solved
+//! with nalgebra on a fixed 8×8 matrix) and Gaussian random. Both scaled so the first coordinate
 //! has standard deviation 1e-4, as openTSNE does.
 
 use crate::error::{Error, Result, ensure, ensure_len};
 use crate::matrix::MatRef;
-use crate::parallel::{Parallel, for_row_chunks};
+use crate::parallel::Parallel;
+use crate::project;
 use crate::rng::Rng;
 use crate::scratch::{Scratch, ScratchSize};
 use nalgebra::{SMatrix, SymmetricEigen};
 
 /// Size of the iterated subspace (and of the Rayleigh–Ritz matrix).
 pub const PCA_BLOCK: usize = 8;
-/// Subspace iterations; the top components converge like (λ_{9}/λ_d)^iterations.
-pub const PCA_ITERS: usize = 12;
 /// Standard deviation of the first coordinate after initialisation.
 pub const INIT_STD: f32 = 1e-4;
 
-const TASK_ROWS: usize = 256;
-/// Row chunks for the Xᵀ U reduction (fixed, for thread-count independent sums).
-const REDUCE_TASKS: usize = 8;
 
-/// Scratch for `pca` with `n` points of `d` columns.
+/// Scratch for `pca_init` with `n` points of `d` columns.
 pub fn pca_scratch(n: usize, d: usize) -> ScratchSize {
     let r = PCA_BLOCK.min(d);
     ScratchSize::new()
-        .plus::<f64>(d) // mean
-        .plus::<f64>(d * r) // V
-        .plus::<f64>(n * r) // U
-        .plus::<f64>(REDUCE_TASKS * d * r) // partial XᵀU
+        .plus::<f32>(r * d) // basis V
+        .plus::<f32>(n * r) // scores U = X V
+        .plus::<u8>(project::subspace_scratch(n, d, r).bytes())
 }
 
 /// Projects `x` onto its first `dims` principal components into `y` (`n × dims`), scaled so
-/// the first coordinate has standard deviation `INIT_STD`. Signs are fixed so that each
-/// component's largest loading is positive.
-pub fn pca_init(
-    x: MatRef,
-    dims: usize,
-    seed: u64,
-    par: &dyn Parallel,
-    scratch: &mut [u8],
-    y: &mut [f32],
-) -> Result<()> {
+/// the first coordinate has standard deviation `INIT_STD`. A randomised range finder gives an
+/// 8-dimensional dominant subspace; a Rayleigh–Ritz step (an 8 × 8 symmetric eigenproblem,
+/// nalgebra) finds the components inside it. Signs are fixed so that each component's
+/// largest loading is positive.
+pub fn pca_init(x: MatRef, dims: usize, seed: u64, par: &dyn Parallel, scratch: &mut [u8], y: &mut [f32]) -> Result<()> {
     let (n, d) = (x.rows(), x.cols());
-    ensure(
-        (1..=PCA_BLOCK).contains(&dims),
-        "dims",
-        "PCA initialisation supports 1 to 8 output dimensions",
-    )?;
-    ensure(
-        dims <= d,
-        "dims",
-        "PCA initialisation needs at least as many input columns as output dimensions",
-    )?;
+    ensure((1..=PCA_BLOCK).contains(&dims), "dims", "PCA initialisation supports 1 to 8 output dimensions")?;
+    ensure(dims <= d, "dims", "PCA initialisation needs at least as many input columns as output dimensions")?;
     ensure_len("embedding", n * dims, y.len())?;
     let r = PCA_BLOCK.min(d);
     let mut s = Scratch::new(scratch);
-    let mean = s.take::<f64>(d, "pca mean")?;
-    let v = s.take::<f64>(d * r, "pca basis")?;
-    let u = s.take::<f64>(n * r, "pca scores")?;
-    let partial = s.take::<f64>(REDUCE_TASKS * d * r, "pca partial sums")?;
+    let v = s.take::<f32>(r * d, "pca basis")?;
+    let u = s.take::<f32>(n * r, "pca scores")?;
+    let sub = s.take::<u8>(project::subspace_scratch(n, d, r).bytes(), "pca subspace")?;
+    project::dominant_subspace(x, r, seed, par, sub, v)?;
+    project::project(x, v, r, par, u)?;
 
+    // Centre the scores (the same as centring X), then T = UᵀU in f64. Unused rows and
+    // columns get −1 on the diagonal so they sort below every real (non-negative) eigenvalue.
+    let mut mean = [0.0f64; PCA_BLOCK];
     for i in 0..n {
-        for (m, &xv) in mean.iter_mut().zip(x.row(i)) {
-            *m += xv as f64;
+        for a in 0..r {
+            mean[a] += u[i * r + a] as f64;
         }
     }
-    mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
-    let mut rng = Rng::stream(seed, 0x9ca);
-    v.iter_mut().for_each(|e| *e = rng.normal());
-    orthonormalize(v, d, r);
-
-    for _ in 0..PCA_ITERS {
-        scores(x, mean, v, r, par, u);
-        // V ← orthonormal basis of Xcᵀ U.
-        let chunk = n.div_ceil(REDUCE_TASKS).max(1);
-        for_row_chunks(par, REDUCE_TASKS, 1, partial, d * r, &|t, _, _, acc| {
-            acc.fill(0.0);
-            for i in (t * chunk)..((t + 1) * chunk).min(n) {
-                let ui = &u[i * r..(i + 1) * r];
-                for (f, &xv) in x.row(i).iter().enumerate() {
-                    let xc = xv as f64 - mean[f];
-                    let row = &mut acc[f * r..(f + 1) * r];
-                    for c in 0..r {
-                        row[c] += xc * ui[c];
-                    }
-                }
-            }
-        });
-        v.fill(0.0);
-        for t in 0..REDUCE_TASKS {
-            for (a, b) in v.iter_mut().zip(&partial[t * d * r..(t + 1) * d * r]) {
-                *a += b;
-            }
-        }
-        orthonormalize(v, d, r);
-    }
-    scores(x, mean, v, r, par, u);
-
-    // Rayleigh–Ritz: T = UᵀU = Vᵀ C V (scaled); unused rows/columns get −1 on the diagonal so
-    // they sort below every real (non-negative) eigenvalue and never mix with them.
+    mean.iter_mut().for_each(|m| *m /= n as f64);
     let mut t = SMatrix::<f64, PCA_BLOCK, PCA_BLOCK>::zeros();
     for i in 0..n {
-        let ui = &u[i * r..(i + 1) * r];
+        let c: [f64; PCA_BLOCK] = core::array::from_fn(|a| if a < r { u[i * r + a] as f64 - mean[a] } else { 0.0 });
         for a in 0..r {
             for b in 0..r {
-                t[(a, b)] += ui[a] * ui[b];
+                t[(a, b)] += c[a] * c[b];
             }
         }
     }
@@ -117,63 +70,20 @@ pub fn pca_init(
 
     for c in 0..dims {
         let e = eig.eigenvectors.column(order[c]);
-        // Sign: the largest loading of V·e is positive.
+        // Sign: the largest loading of Vᵀe is positive.
         let mut best = (0.0f64, 1.0f64);
         for f in 0..d {
-            let l: f64 = (0..r).map(|a| v[f * r + a] * e[a]).sum();
+            let l: f64 = (0..r).map(|a| v[a * d + f] as f64 * e[a]).sum();
             if l.abs() > best.0 {
                 best = (l.abs(), l.signum());
             }
         }
         for i in 0..n {
-            let s: f64 = (0..r).map(|a| u[i * r + a] * e[a]).sum();
-            y[i * dims + c] = (s * best.1) as f32;
+            let sc: f64 = (0..r).map(|a| (u[i * r + a] as f64 - mean[a]) * e[a]).sum();
+            y[i * dims + c] = (sc * best.1) as f32;
         }
     }
     scale_first_std(y, n, dims)
-}
-
-/// U = (X − mean) V, n × r.
-fn scores(x: MatRef, mean: &[f64], v: &[f64], r: usize, par: &dyn Parallel, u: &mut [f64]) {
-    let n = x.rows();
-    for_row_chunks(par, n, TASK_ROWS, u, r, &|_, first, rows, out| {
-        for q in 0..rows {
-            let o = &mut out[q * r..(q + 1) * r];
-            o.fill(0.0);
-            for (f, &xv) in x.row(first + q).iter().enumerate() {
-                let xc = xv as f64 - mean[f];
-                let vr = &v[f * r..(f + 1) * r];
-                for c in 0..r {
-                    o[c] += xc * vr[c];
-                }
-            }
-        }
-    });
-}
-
-/// Modified Gram–Schmidt on the r columns of a d × r row-major matrix. A column that
-/// vanishes (rank-deficient data) is replaced by a fixed unit vector orthogonalised again.
-fn orthonormalize(v: &mut [f64], d: usize, r: usize) {
-    for c in 0..r {
-        for attempt in 0..=d {
-            for p in 0..c {
-                let dot: f64 = (0..d).map(|f| v[f * r + c] * v[f * r + p]).sum();
-                for f in 0..d {
-                    v[f * r + c] -= dot * v[f * r + p];
-                }
-            }
-            let norm = libm::sqrt((0..d).map(|f| v[f * r + c] * v[f * r + c]).sum::<f64>());
-            if norm > 1e-12 {
-                for f in 0..d {
-                    v[f * r + c] /= norm;
-                }
-                break;
-            }
-            for f in 0..d {
-                v[f * r + c] = if f == (c + attempt) % d { 1.0 } else { 0.0 };
-            }
-        }
-    }
 }
 
 /// Scales `y` so its first coordinate has standard deviation `INIT_STD` (after centring).
