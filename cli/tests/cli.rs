@@ -150,6 +150,35 @@ fn formats_agree_and_threads_do_not_change_the_result() {
         outs.windows(2).all(|w| w[0] == w[1]),
         "CSV/TSV/npy with 1/2/4 threads must give identical bits"
     );
+    // The approximate search and FFT repulsion are thread-count independent too.
+    let mut fast = vec![];
+    for threads in ["1", "2", "4"] {
+        let o = format!("fast{threads}.npy");
+        let args = [
+            "tsne",
+            "x.npy",
+            "-o",
+            &o,
+            "--perplexity",
+            "10",
+            "--iters",
+            "100",
+            "--knn",
+            "approx",
+            "--repulsion",
+            "fft",
+            "--threads",
+            threads,
+            "-q",
+        ];
+        let r = ember(&dir, &args);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        fast.push(std::fs::read(dir.join(&o)).unwrap());
+    }
+    assert!(
+        fast.windows(2).all(|w| w[0] == w[1]),
+        "approx kNN + FFT with 1/2/4 threads must give identical bits"
+    );
     let r = ember(
         &dir,
         &[

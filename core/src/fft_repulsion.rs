@@ -171,14 +171,9 @@ fn choose_grid(y: &[f32], n: usize, dims: usize, params: &FftParams) -> Result<G
     let wanted = params
         .min_intervals
         .max(libm::ceilf(extent / params.interval_width) as usize);
-    // The power-of-two length nearest (in ratio) to what openTSNE's rule asks for, but never
-    // fewer than `min_intervals`; intervals end up 0.7 to 1.4 times `interval_width`.
-    let need = 2 * p * wanted;
-    let mut m = need.next_power_of_two();
-    if (m as f64) > need as f64 * core::f64::consts::SQRT_2 && m / 2 >= 2 * p * params.min_intervals
-    {
-        m /= 2;
-    }
+    // The next power of two at or above what openTSNE's rule asks for: intervals end up
+    // between 0.5 and 1 times `interval_width` (coarser only when capped by the max size).
+    let mut m = (2 * p * wanted).next_power_of_two();
     if dims == 1 {
         // 1-D transforms are cheap and the near field dominates there: use a fine grid.
         m = m.max(MIN_FFT_1D);

@@ -15,7 +15,6 @@ pub const PCA_BLOCK: usize = 8;
 /// Standard deviation of the first coordinate after initialisation.
 pub const INIT_STD: f32 = 1e-4;
 
-
 /// Scratch for `pca_init` with `n` points of `d` columns.
 pub fn pca_scratch(n: usize, d: usize) -> ScratchSize {
     let r = PCA_BLOCK.min(d);
@@ -30,10 +29,25 @@ pub fn pca_scratch(n: usize, d: usize) -> ScratchSize {
 /// 8-dimensional dominant subspace; a Rayleigh–Ritz step (an 8 × 8 symmetric eigenproblem,
 /// nalgebra) finds the components inside it. Signs are fixed so that each component's
 /// largest loading is positive.
-pub fn pca_init(x: MatRef, dims: usize, seed: u64, par: &dyn Parallel, scratch: &mut [u8], y: &mut [f32]) -> Result<()> {
+pub fn pca_init(
+    x: MatRef,
+    dims: usize,
+    seed: u64,
+    par: &dyn Parallel,
+    scratch: &mut [u8],
+    y: &mut [f32],
+) -> Result<()> {
     let (n, d) = (x.rows(), x.cols());
-    ensure((1..=PCA_BLOCK).contains(&dims), "dims", "PCA initialisation supports 1 to 8 output dimensions")?;
-    ensure(dims <= d, "dims", "PCA initialisation needs at least as many input columns as output dimensions")?;
+    ensure(
+        (1..=PCA_BLOCK).contains(&dims),
+        "dims",
+        "PCA initialisation supports 1 to 8 output dimensions",
+    )?;
+    ensure(
+        dims <= d,
+        "dims",
+        "PCA initialisation needs at least as many input columns as output dimensions",
+    )?;
     ensure_len("embedding", n * dims, y.len())?;
     let r = PCA_BLOCK.min(d);
     let mut s = Scratch::new(scratch);
@@ -54,7 +68,13 @@ pub fn pca_init(x: MatRef, dims: usize, seed: u64, par: &dyn Parallel, scratch: 
     mean.iter_mut().for_each(|m| *m /= n as f64);
     let mut t = SMatrix::<f64, PCA_BLOCK, PCA_BLOCK>::zeros();
     for i in 0..n {
-        let c: [f64; PCA_BLOCK] = core::array::from_fn(|a| if a < r { u[i * r + a] as f64 - mean[a] } else { 0.0 });
+        let c: [f64; PCA_BLOCK] = core::array::from_fn(|a| {
+            if a < r {
+                u[i * r + a] as f64 - mean[a]
+            } else {
+                0.0
+            }
+        });
         for a in 0..r {
             for b in 0..r {
                 t[(a, b)] += c[a] * c[b];
