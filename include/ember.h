@@ -18,6 +18,12 @@
 
 #define EMBER_REPULSION_FFT 3
 
+#define EMBER_KNN_AUTO 0
+
+#define EMBER_KNN_EXACT 1
+
+#define EMBER_KNN_APPROX 2
+
 #define EMBER_INIT_PCA 0
 
 #define EMBER_INIT_RANDOM 1
@@ -85,6 +91,10 @@ typedef struct ember_tsne_params {
   uint32_t init;
   // Worker threads; 0 = all cores.
   uint32_t threads;
+  // EMBER_KNN_* (auto: exact up to 5000 points, else random-projection trees + NN-descent).
+  uint32_t knn;
+  // Reduce the data to this many dominant dimensions first; 0 = off.
+  uint32_t pca;
   // Random seed (42).
   uint64_t seed;
 } ember_tsne_params;

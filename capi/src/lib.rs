@@ -4,7 +4,7 @@
 
 use ember_core::knn::Metric;
 use ember_core::threads::Threads;
-use ember_core::tsne::{Init, Repulsion, TsneParams};
+use ember_core::tsne::{Init, KnnMethod, Repulsion, TsneParams};
 use ember_core::{Control, Error, MatRef, Observer, Progress};
 use std::cell::RefCell;
 use std::ffi::{CString, c_char, c_void};
@@ -44,6 +44,9 @@ pub const EMBER_REPULSION_AUTO: u32 = 0;
 pub const EMBER_REPULSION_EXACT: u32 = 1;
 pub const EMBER_REPULSION_BARNES_HUT: u32 = 2;
 pub const EMBER_REPULSION_FFT: u32 = 3;
+pub const EMBER_KNN_AUTO: u32 = 0;
+pub const EMBER_KNN_EXACT: u32 = 1;
+pub const EMBER_KNN_APPROX: u32 = 2;
 pub const EMBER_INIT_PCA: u32 = 0;
 pub const EMBER_INIT_RANDOM: u32 = 1;
 pub const EMBER_STAGE_KNN: u32 = 0;
@@ -83,6 +86,10 @@ pub struct ember_tsne_params {
     pub init: u32,
     /// Worker threads; 0 = all cores.
     pub threads: u32,
+    /// EMBER_KNN_* (auto: exact up to 5000 points, else random-projection trees + NN-descent).
+    pub knn: u32,
+    /// Reduce the data to this many dominant dimensions first; 0 = off.
+    pub pca: u32,
     /// Random seed (42).
     pub seed: u64,
 }
@@ -156,6 +163,8 @@ pub extern "C" fn ember_tsne_params_default() -> ember_tsne_params {
         repulsion: EMBER_REPULSION_AUTO,
         init: EMBER_INIT_PCA,
         threads: 0,
+        knn: EMBER_KNN_AUTO,
+        pca: d.pca as u32,
         seed: d.seed,
     }
 }
@@ -197,6 +206,13 @@ fn to_core(p: &ember_tsne_params) -> Result<TsneParams, ember_status> {
             EMBER_INIT_RANDOM => Init::Random,
             _ => return Err(bad("invalid init: use EMBER_INIT_PCA or EMBER_INIT_RANDOM")),
         },
+        knn: match p.knn {
+            EMBER_KNN_AUTO => KnnMethod::Auto,
+            EMBER_KNN_EXACT => KnnMethod::Exact,
+            EMBER_KNN_APPROX => KnnMethod::Approx,
+            _ => return Err(bad("invalid knn: use EMBER_KNN_AUTO, _EXACT or _APPROX")),
+        },
+        pca: p.pca as usize,
         seed: p.seed,
         ..TsneParams::default()
     })

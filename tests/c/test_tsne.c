@@ -117,6 +117,25 @@ int main(int argc, char **argv) {
     s = ember_tsne(x, n, d, d, 1, &p, y2, NULL, NULL);
     CHECK(s == EMBER_OK && memcmp(y, y2, n * 2 * sizeof(float)) == 0, "1 thread differs from 2 threads");
 
+    /* Approximate kNN and FFT repulsion: the same bits on 1 and 2 threads, same quality. */
+    ember_tsne_params fast = p;
+    fast.knn = EMBER_KNN_APPROX;
+    fast.repulsion = EMBER_REPULSION_FFT;
+    fast.threads = 1;
+    s = ember_tsne(x, n, d, d, 1, &fast, y2, NULL, NULL);
+    CHECK(s == EMBER_OK, "approx + FFT: %s (%s)", ember_status_message(s), ember_last_error_message());
+    fast.threads = 2;
+    float *y3 = malloc(n * 2 * sizeof(float));
+    s = ember_tsne(x, n, d, d, 1, &fast, y3, NULL, NULL);
+    CHECK(s == EMBER_OK && memcmp(y2, y3, n * 2 * sizeof(float)) == 0, "approx + FFT: 1 thread differs from 2");
+    double acc_fast = knn_accuracy(y3, labels, n);
+    printf("approximate kNN + FFT: leave-one-out 10-NN accuracy %.4f\n", acc_fast);
+    CHECK(acc_fast >= 0.82, "approx + FFT accuracy %.4f below 0.82", acc_fast);
+    free(y3);
+    ember_tsne_params badk = p;
+    badk.knn = 9;
+    CHECK(ember_tsne(x, n, d, d, 1, &badk, y, NULL, NULL) == EMBER_ERR_INVALID_PARAMETER, "bad knn");
+
     /* Cancellation keeps a usable embedding. */
     progress_state cancel = {0, 0, 30};
     memset(y2, 0, n * 2 * sizeof(float));
