@@ -455,8 +455,8 @@ mod tests {
     fn agrees_with_exact_repulsion() {
         // Tight clusters (sd 0.3 to 2.7) far apart stress the near field: interpolation error
         // grows like (interval width)³. Floors: 1e-2 relative (norm) for forces and Z, and
-        // 2e-2 for forces in the most extreme 2-D layout (width 0.75 there). On real
-        // embeddings (tests/tests/fft_real.rs) the error is far smaller.
+        // 2e-2 for forces in the most extreme 2-D layout (width 0.75 there). Real MNIST
+        // embeddings are checked in tests/tests/fft_real.rs.
         for dims in [1, 2] {
             for dof in [1.0f32, 0.5] {
                 for spread in [0.5, 5.0, 20.0] {
