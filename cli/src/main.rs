@@ -8,8 +8,10 @@ mod progress;
 use clap::{Parser, Subcommand, ValueEnum};
 use ember_core::MatRef;
 use ember_core::knn::Metric;
+use ember_core::ne::{NeGraph, NeLoss, NeParams, SgdSummary};
 use ember_core::threads::Threads;
 use ember_core::tsne::{Init, KnnMethod, Repulsion, TsneParams};
+use ember_core::umap::{InitUsed, UmapInit, UmapParams};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,7 +23,7 @@ const DEMO_LABELS: &[u8] = include_bytes!("../../data/t10k-labels.idx1-ubyte.gz"
 #[command(
     name = "ember",
     version,
-    about = "Neighbour embeddings: t-SNE (and soon UMAP and the contrastive family)"
+    about = "Neighbour embeddings: t-SNE, UMAP and the contrastive family between them"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,6 +34,11 @@ struct Cli {
 enum Command {
     /// Embed data with t-SNE. Without INPUT, embeds the bundled MNIST test set.
     Tsne(TsneArgs),
+    /// Embed data with UMAP. Without INPUT, embeds the bundled MNIST test set.
+    Umap(UmapArgs),
+    /// Contrastive neighbour embedding (NEG / Neg-t-SNE, NCE, InfoNC-t-SNE, UMAP loss),
+    /// one embedding or a spectrum of them from t-SNE-like (s = 0) to UMAP-like (s = 1).
+    Ne(NeArgs),
     /// Score an embedding: recall@k of input-space neighbours and k-NN accuracy.
     Eval(EvalArgs),
 }
@@ -134,6 +141,130 @@ struct TsneArgs {
     quiet: bool,
 }
 
+/// Options every embedding command shares.
+#[derive(clap::Args)]
+struct Common {
+    /// Data: .npy (f32/f64/u8/integers, C or Fortran order), .csv/.tsv, or IDX (optionally .gz).
+    input: Option<PathBuf>,
+    /// Labels, one per row (IDX, .npy, or text with one label per line); used to colour the plot.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Output file, .npy or .csv.
+    #[arg(short, long, default_value = "embedding.csv")]
+    output: PathBuf,
+    /// Write a scatter plot (PNG). Default for the demo run: embedding.png.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Output dimensions.
+    #[arg(long, default_value_t = 2)]
+    dims: usize,
+    #[arg(long, value_enum, default_value = "euclidean")]
+    metric: MetricArg,
+    /// Neighbour search: exact, approx (random-projection trees + NN-descent), or auto
+    /// (exact up to 5000 points).
+    #[arg(long, value_enum, default_value = "auto")]
+    knn: KnnArg,
+    /// SGD epochs (0 = 500 up to 10 000 points, 200 above).
+    #[arg(long, default_value_t = 0)]
+    epochs: usize,
+    /// Uniform negative samples per positive pair.
+    #[arg(
+        long = "negative-samples",
+        visible_alias = "negatives",
+        default_value_t = 5
+    )]
+    negatives: usize,
+    /// Initial SGD learning rate (annealed linearly to 0).
+    #[arg(long, default_value_t = 1.0)]
+    learning_rate: f32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// No progress output.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SgdInitArg {
+    Spectral,
+    Pca,
+    Random,
+}
+
+impl From<SgdInitArg> for UmapInit {
+    fn from(a: SgdInitArg) -> Self {
+        match a {
+            SgdInitArg::Spectral => UmapInit::Spectral,
+            SgdInitArg::Pca => UmapInit::Pca,
+            SgdInitArg::Random => UmapInit::Random,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
+struct UmapArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Neighbourhood size, counting the point itself (as umap-learn's n_neighbors).
+    #[arg(long, default_value_t = 15)]
+    neighbors: usize,
+    #[arg(long, default_value_t = 0.1)]
+    min_dist: f32,
+    #[arg(long, default_value_t = 1.0)]
+    spread: f32,
+    /// Initialisation; spectral falls back to PCA (and says so) on a disconnected graph.
+    #[arg(long, value_enum, default_value = "spectral")]
+    init: SgdInitArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LossArg {
+    Neg,
+    Nce,
+    Infonce,
+    Umap,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphArg {
+    Fuzzy,
+    Binary,
+}
+
+#[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
+struct NeArgs {
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, value_enum, default_value = "neg")]
+    loss: LossArg,
+    /// Spectrum position: 0 t-SNE-like, 1 UMAP-like; values outside extrapolate.
+    #[arg(long, default_value_t = 0.0, conflicts_with_all = ["zbar", "spectrum"])]
+    s: f64,
+    /// NEG's fixed normaliser Z̄ (instead of --s).
+    #[arg(long, conflicts_with = "spectrum")]
+    zbar: Option<f64>,
+    /// Several spectrum positions, comma-separated: one embedding each from one kNN graph.
+    /// Outputs go to OUTPUT with "_s<value>" before the extension; the plot has one panel each.
+    #[arg(long, value_delimiter = ',')]
+    spectrum: Option<Vec<f64>>,
+    /// Neighbours per point (not counting the point itself).
+    #[arg(long, default_value_t = 15)]
+    neighbors: usize,
+    /// Positive pairs from UMAP's fuzzy graph (drawn by weight) or the binary kNN graph.
+    #[arg(long, value_enum, default_value = "fuzzy")]
+    graph: GraphArg,
+    /// Epochs first run at the UMAP end of the spectrum (like early exaggeration).
+    #[arg(long, default_value_t = 0)]
+    early_epochs: usize,
+    #[arg(long, value_enum, default_value = "pca")]
+    init: SgdInitArg,
+}
+
 #[derive(clap::Args)]
 struct EvalArgs {
     /// The input data the embedding was made from.
@@ -158,6 +289,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Tsne(a) => run_tsne(a),
+        Command::Umap(a) => run_umap(a),
+        Command::Ne(a) => run_ne(a),
         Command::Eval(a) => run_eval(a),
     };
     match result {
@@ -171,16 +304,25 @@ fn main() -> ExitCode {
 
 type Res<T> = Result<T, String>;
 
-fn run_tsne(a: TsneArgs) -> Res<()> {
-    let (data, labels, plot) = match &a.input {
+/// The data, its labels, where to plot, and a name for messages. No INPUT = the demo set,
+/// which also gets labels and a plot by default.
+struct Loaded {
+    data: io::Matrix,
+    labels: Option<io::Labels>,
+    plot: Option<PathBuf>,
+    src: String,
+}
+
+fn load(input: &Option<PathBuf>, labels: &Option<PathBuf>, plot: &Option<PathBuf>) -> Res<Loaded> {
+    let (data, labels, plot) = match input {
         Some(p) => {
             let data = io::read_matrix(p)?;
-            let labels = a.labels.as_deref().map(io::read_labels).transpose()?;
-            (data, labels, a.plot.clone())
+            let labels = labels.as_deref().map(io::read_labels).transpose()?;
+            (data, labels, plot.clone())
         }
         None => {
             let data = io::parse_matrix(DEMO_IMAGES, "bundled MNIST test images")?;
-            let labels = match &a.labels {
+            let labels = match labels {
                 Some(p) => io::read_labels(p)?,
                 None => io::parse_labels(DEMO_LABELS, "bundled MNIST test labels")?,
             };
@@ -188,25 +330,38 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
                 data,
                 Some(labels),
                 Some(
-                    a.plot
-                        .clone()
+                    plot.clone()
                         .unwrap_or_else(|| PathBuf::from("embedding.png")),
                 ),
             )
         }
     };
-    let src = a
-        .input
+    let src = input
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "demo".into());
     if let Some(l) = &labels {
         l.check_count(data.rows)?;
     }
-    let out_kind = io::OutputKind::from_path(&a.output)?;
     if let Some(p) = &plot {
         io::check_png_path(p)?;
     }
+    Ok(Loaded {
+        data,
+        labels,
+        plot,
+        src,
+    })
+}
+
+fn run_tsne(a: TsneArgs) -> Res<()> {
+    let Loaded {
+        data,
+        labels,
+        plot,
+        src,
+    } = load(&a.input, &a.labels, &a.plot)?;
+    let out_kind = io::OutputKind::from_path(&a.output)?;
     let learning_rate = match a.learning_rate.as_str() {
         "auto" => 0.0,
         s => match s.parse::<f32>() {
@@ -293,6 +448,231 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
             par.count(),
             summary.kl,
             a.output.display(),
+            plot.map(|p| format!(" and {}", p.display()))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn knn_method(k: KnnArg) -> KnnMethod {
+    match k {
+        KnnArg::Exact => KnnMethod::Exact,
+        KnnArg::Approx => KnnMethod::Approx,
+        KnnArg::Auto => KnnMethod::Auto,
+    }
+}
+
+fn init_note(init: InitUsed) -> Option<String> {
+    match init {
+        InitUsed::PcaDisconnected { components } => Some(format!(
+            "note: the neighbour graph has {components} connected components, so spectral \
+             initialisation was replaced by PCA"
+        )),
+        InitUsed::PcaNotConverged => Some(
+            "note: the spectral eigensolver did not converge, so initialisation used PCA".into(),
+        ),
+        _ => None,
+    }
+}
+
+fn run_umap(a: UmapArgs) -> Res<()> {
+    let c = &a.common;
+    let Loaded {
+        data,
+        labels,
+        plot,
+        src,
+    } = load(&c.input, &c.labels, &c.plot)?;
+    let out_kind = io::OutputKind::from_path(&c.output)?;
+    let params = UmapParams {
+        dims: c.dims,
+        neighbors: a.neighbors,
+        min_dist: a.min_dist,
+        spread: a.spread,
+        epochs: c.epochs,
+        negatives: c.negatives,
+        learning_rate: c.learning_rate,
+        metric: c.metric.into(),
+        knn: knn_method(c.knn),
+        init: a.init.into(),
+        seed: c.seed,
+        ..UmapParams::default()
+    };
+    let n = data.rows;
+    params.validate().map_err(|e| e.to_string())?;
+    params.check_n(n).map_err(|e| format!("{src}: {e}"))?;
+    let x = MatRef::dense(&data.values, n, data.cols).map_err(|e| format!("{src}: {e}"))?;
+    x.check_finite().map_err(|e| format!("{src}: {e}"))?;
+    let par = Threads::new(c.threads);
+    let mut scratch = vec![0u8; ember_core::umap::umap_scratch(n, data.cols, &params).bytes()];
+    let mut y = vec![0.0f32; n * params.dims];
+    let mut obs = progress::Reporter::new(c.quiet);
+    let t0 = std::time::Instant::now();
+    let summary = ember_core::umap::umap(x, &params, &par, &mut obs, &mut scratch, &mut y)
+        .map_err(|e| format!("{src}: {e}"))?;
+    obs.finish();
+    io::write_embedding(&c.output, out_kind, &y, n, params.dims)?;
+    if let Some(p) = &plot {
+        plot::write_scatter(
+            p,
+            &y,
+            n,
+            params.dims,
+            labels.as_ref().map(|l| l.ids.as_slice()),
+        )?;
+    }
+    if let Some(note) = init_note(summary.init) {
+        eprintln!("{note}");
+    }
+    if !c.quiet {
+        eprintln!("stages: {}", obs.timing_summary());
+        eprintln!(
+            "embedded {n} × {} in {:.1} s on {} threads; a = {:.3}, b = {:.3}, {} edges; wrote {}{}",
+            data.cols,
+            t0.elapsed().as_secs_f64(),
+            par.count(),
+            summary.a,
+            summary.b,
+            summary.edges,
+            c.output.display(),
+            plot.map(|p| format!(" and {}", p.display()))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// OUTPUT with "_s<value>" before the extension.
+fn panel_path(out: &std::path::Path, s: f64) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    let ext = out
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    out.with_file_name(format!("{stem}_s{s}{ext}"))
+}
+
+fn run_ne(a: NeArgs) -> Res<()> {
+    let c = &a.common;
+    let Loaded {
+        data,
+        labels,
+        plot,
+        src,
+    } = load(&c.input, &c.labels, &c.plot)?;
+    let out_kind = io::OutputKind::from_path(&c.output)?;
+    let s_values = a.spectrum.clone().unwrap_or_else(|| vec![a.s]);
+    if s_values.iter().any(|v| !v.is_finite()) {
+        return Err("--spectrum: values must be finite numbers".into());
+    }
+    if let Some(z) = a.zbar {
+        if !(z.is_finite() && z > 0.0) {
+            return Err(format!("--zbar: must be a finite number > 0, got {z}"));
+        }
+    }
+    let params = NeParams {
+        dims: c.dims,
+        neighbors: a.neighbors,
+        graph: match a.graph {
+            GraphArg::Fuzzy => NeGraph::Fuzzy,
+            GraphArg::Binary => NeGraph::Binary,
+        },
+        loss: match a.loss {
+            LossArg::Neg => NeLoss::Neg,
+            LossArg::Nce => NeLoss::Nce,
+            LossArg::Infonce => NeLoss::InfoNce,
+            LossArg::Umap => NeLoss::Umap,
+        },
+        s: a.s,
+        zbar: a.zbar.unwrap_or(0.0),
+        negatives: c.negatives,
+        epochs: c.epochs,
+        early_epochs: a.early_epochs,
+        learning_rate: c.learning_rate,
+        metric: c.metric.into(),
+        knn: knn_method(c.knn),
+        init: a.init.into(),
+        seed: c.seed,
+        ..NeParams::default()
+    };
+    let n = data.rows;
+    params.validate().map_err(|e| e.to_string())?;
+    params.check_n(n).map_err(|e| format!("{src}: {e}"))?;
+    let x = MatRef::dense(&data.values, n, data.cols).map_err(|e| format!("{src}: {e}"))?;
+    x.check_finite().map_err(|e| format!("{src}: {e}"))?;
+    let par = Threads::new(c.threads);
+    let mut scratch = vec![0u8; ember_core::ne::ne_scratch(n, data.cols, &params).bytes()];
+    let per = n * params.dims;
+    let mut ys = vec![0.0f32; per * s_values.len()];
+    let mut summaries = vec![SgdSummary::default(); s_values.len()];
+    let mut obs = progress::Reporter::new(c.quiet);
+    let t0 = std::time::Instant::now();
+    let init = ember_core::ne::ne_spectrum(
+        x,
+        &params,
+        &s_values,
+        &par,
+        &mut obs,
+        &mut scratch,
+        &mut ys,
+        &mut summaries,
+    )
+    .map_err(|e| format!("{src}: {e}"))?;
+    obs.finish();
+    let spectrum = a.spectrum.is_some();
+    let outputs: Vec<PathBuf> = if spectrum {
+        s_values.iter().map(|&v| panel_path(&c.output, v)).collect()
+    } else {
+        vec![c.output.clone()]
+    };
+    for (p, path) in outputs.iter().enumerate() {
+        io::write_embedding(path, out_kind, &ys[p * per..(p + 1) * per], n, params.dims)?;
+    }
+    let ids = labels.as_ref().map(|l| l.ids.as_slice());
+    if let Some(p) = &plot {
+        if spectrum {
+            let panels: Vec<(String, &[f32])> = s_values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (format!("s={v}"), &ys[i * per..(i + 1) * per]))
+                .collect();
+            plot::write_panels(p, &panels, n, params.dims, ids)?;
+        } else {
+            plot::write_scatter(p, &ys, n, params.dims, ids)?;
+        }
+    }
+    if let Some(note) = init_note(init) {
+        eprintln!("{note}");
+    }
+    if !c.quiet {
+        eprintln!("stages: {}", obs.timing_summary());
+        for (v, sm) in s_values.iter().zip(&summaries) {
+            eprintln!(
+                "  s = {v}: loss {:.4}{}",
+                sm.loss,
+                if sm.zbar > 0.0 {
+                    format!(", Z̄ = {:.4e}", sm.zbar)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        eprintln!(
+            "embedded {n} × {} ({} panel{}) in {:.1} s on {} threads; wrote {}{}",
+            data.cols,
+            s_values.len(),
+            if s_values.len() == 1 { "" } else { "s" },
+            t0.elapsed().as_secs_f64(),
+            par.count(),
+            outputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             plot.map(|p| format!(" and {}", p.display()))
                 .unwrap_or_default()
         );

@@ -175,10 +175,46 @@ pub fn symmetric_nnz_bound(n: usize, k: usize) -> usize {
     2 * n * k
 }
 
+/// How `symmetrize_with` merges the weights of (i, j) and (j, i).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Combine {
+    /// (a + b) / (2n): t-SNE's joint P from conditionals.
+    Mean,
+    /// a + b − ab: UMAP's fuzzy union.
+    FuzzyUnion,
+    /// max(a, b): a symmetric graph from directed weights (binary kNN graphs).
+    Max,
+}
+
 /// P = (P_cond + P_condᵀ) / (2n) as CSR with sorted columns. `idx`, `p_cond`: `n*k`.
 /// `indptr`: n+1; `indices`, `values`: `symmetric_nnz_bound`; `cursor`: n scratch.
 /// Returns the number of non-zeros.
 pub fn symmetrize(
+    idx: &[u32],
+    p_cond: &[f32],
+    k: usize,
+    indptr: &mut [usize],
+    indices: &mut [u32],
+    values: &mut [f32],
+    cursor: &mut [usize],
+) -> Result<usize> {
+    symmetrize_with(
+        Combine::Mean,
+        idx,
+        p_cond,
+        k,
+        indptr,
+        indices,
+        values,
+        cursor,
+    )
+}
+
+/// A symmetric CSR matrix from `k` directed weights per row, merged by `combine`.
+/// Buffers as for `symmetrize`.
+#[allow(clippy::too_many_arguments)]
+pub fn symmetrize_with(
+    combine: Combine,
     idx: &[u32],
     p_cond: &[f32],
     k: usize,
@@ -232,7 +268,10 @@ pub fn symmetrize(
         }
     }
     // Sort each row by column, merge duplicates, scale, and compact.
-    let scale = 1.0 / (2.0 * n as f64);
+    let scale = match combine {
+        Combine::Mean => 1.0 / (2.0 * n as f64),
+        _ => 1.0,
+    };
     let mut out = 0;
     for i in 0..n {
         let (s, e) = (indptr[i], indptr[i + 1]);
@@ -243,7 +282,12 @@ pub fn symmetrize(
             let col = indices[a];
             let mut v = 0.0f64;
             while a < e && indices[a] == col {
-                v += values[a] as f64;
+                let x = values[a] as f64;
+                v = match combine {
+                    Combine::Mean => v + x,
+                    Combine::FuzzyUnion => v + x - v * x,
+                    Combine::Max => v.max(x),
+                };
                 a += 1;
             }
             indices[out] = col;

@@ -103,11 +103,11 @@ pub fn pca_init(
             y[i * dims + c] = (sc * best.1) as f32;
         }
     }
-    scale_first_std(y, n, dims)
+    scale_first_std(y, n, dims, INIT_STD)
 }
 
-/// Scales `y` so its first coordinate has standard deviation `INIT_STD` (after centring).
-pub fn scale_first_std(y: &mut [f32], n: usize, dims: usize) -> Result<()> {
+/// Centres `y` and scales it so its first coordinate has standard deviation `std`.
+pub fn scale_first_std(y: &mut [f32], n: usize, dims: usize, std: f32) -> Result<()> {
     let mut mean = [0.0f64; 16];
     ensure(dims <= 16, "dims", "at most 16 for scaling")?;
     for i in 0..n {
@@ -131,7 +131,7 @@ pub fn scale_first_std(y: &mut [f32], n: usize, dims: usize) -> Result<()> {
             reason: "the first component has zero variance (constant data)",
         });
     }
-    let s = INIT_STD as f64 / libm::sqrt(var);
+    let s = std as f64 / libm::sqrt(var);
     for i in 0..n {
         for c in 0..dims {
             y[i * dims + c] = ((y[i * dims + c] as f64 - mean[c]) * s) as f32;

@@ -16,6 +16,8 @@ pub mod init;
 pub mod knn;
 pub mod matrix;
 pub mod metrics;
+pub mod ne;
+pub mod neighbours;
 pub mod nndescent;
 pub mod observer;
 pub mod parallel;
@@ -23,9 +25,11 @@ pub mod project;
 pub mod rng;
 pub mod scratch;
 pub mod simd;
+pub mod spectral;
 #[cfg(feature = "std")]
 pub mod threads;
 pub mod tsne;
+pub mod umap;
 
 pub use error::{Error, Result};
 pub use matrix::{MatMut, MatRef};

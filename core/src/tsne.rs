@@ -9,9 +9,10 @@ use crate::error::{Error, Result, ensure, ensure_len};
 use crate::fft_repulsion::FftParams;
 use crate::gradient::{self, OutputKernel, RepulsionMethod};
 use crate::init;
-use crate::knn::{self, Kernel, Metric};
+use crate::knn::Metric;
 use crate::matrix::MatRef;
-use crate::nndescent::{self, NnDescentParams};
+use crate::neighbours;
+use crate::nndescent::NnDescentParams;
 use crate::observer::{Control, Observer, Progress, Stage};
 use crate::parallel::Parallel;
 use crate::project;
@@ -32,17 +33,7 @@ pub const AUTO_EXACT_MAX: usize = 1000;
 /// Smallest N for which `Repulsion::Auto` picks FFT interpolation for 2-D output.
 pub const AUTO_FFT_MIN: usize = 10_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KnnMethod {
-    Exact,
-    /// Random-projection trees + NN-descent.
-    Approx,
-    /// Exact up to `AUTO_EXACT_KNN_MAX` points, approximate above.
-    Auto,
-}
-
-/// Largest N for which `KnnMethod::Auto` searches exactly.
-pub const AUTO_EXACT_KNN_MAX: usize = 5000;
+pub use crate::neighbours::{AUTO_EXACT_KNN_MAX, KnnMethod};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Init {
@@ -171,11 +162,7 @@ impl TsneParams {
 
     /// The neighbour search used for `n` points.
     pub fn knn_method(&self, n: usize) -> KnnMethod {
-        match self.knn {
-            KnnMethod::Auto if n <= AUTO_EXACT_KNN_MAX => KnnMethod::Exact,
-            KnnMethod::Auto => KnnMethod::Approx,
-            m => m,
-        }
+        self.knn.resolve(n)
     }
 
     /// The repulsion method used for `n` points.
@@ -212,17 +199,14 @@ fn csr_scratch(n: usize, k: usize) -> ScratchSize {
 }
 
 fn affinity_stage_scratch(n: usize, d: usize, k: usize, params: &TsneParams) -> ScratchSize {
-    let s = ScratchSize::new()
-        .plus::<f32>(knn::self_norms_len(n))
+    ScratchSize::new()
         .plus::<u32>(n * k)
         .plus::<f32>(n * k)
-        .plus::<usize>(n);
-    match params.knn_method(n) {
-        KnnMethod::Exact => s,
-        _ => s.plus::<u8>(
-            nndescent::nn_descent_scratch(n, d, k, params.metric, &params.nn_descent).bytes(),
-        ),
-    }
+        .plus::<usize>(n)
+        .plus::<u8>(
+            neighbours::search_scratch(n, d, k, params.metric, params.knn, &params.nn_descent)
+                .bytes(),
+        )
 }
 
 /// Scratch for `optimize` on `n` points.
@@ -308,35 +292,26 @@ pub fn tsne(
 
     let nnz = {
         let mut st = Scratch::new(rest.rest_mut());
-        let norms = st.take::<f32>(n, "knn norms")?;
         let idx = st.take::<u32>(n * k, "knn indices")?;
         let dist = st.take::<f32>(n * k, "knn distances")?;
         let cursor = st.take::<usize>(n, "symmetrize cursor")?;
         enter(obs, Stage::Knn, n)?;
-        match params.knn_method(n) {
-            KnnMethod::Exact => knn::exact_knn(
-                x,
-                k,
-                params.metric,
-                Kernel::Simd,
-                par,
-                obs,
-                norms,
-                idx,
-                dist,
-            )?,
-            _ => {
-                let nd = NnDescentParams {
-                    seed: params.seed,
-                    ..params.nn_descent
-                };
-                let sc = st.take::<u8>(
-                    nndescent::nn_descent_scratch(n, x.cols(), k, params.metric, &nd).bytes(),
-                    "nn-descent",
-                )?;
-                nndescent::nn_descent(x, k, params.metric, &nd, par, obs, sc, idx, dist)?
-            }
-        }
+        let nd = NnDescentParams {
+            seed: params.seed,
+            ..params.nn_descent
+        };
+        neighbours::search(
+            x,
+            k,
+            params.metric,
+            params.knn,
+            &nd,
+            par,
+            obs,
+            st.rest_mut(),
+            idx,
+            dist,
+        )?;
         enter(obs, Stage::Affinities, 1)?;
         affinity::calibrate_perplexity(dist, k, params.perplexity, par, None)?;
         affinity::symmetrize(idx, dist, k, indptr, indices, values, cursor)?

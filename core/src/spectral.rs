@@ -1,0 +1,397 @@
+//! Spectral layout: the leading nontrivial eigenvectors of the normalised graph Laplacian
+//! `L = I − D^{-1/2} W D^{-1/2}` (the smallest eigenvalues after the trivial 0), by a restarted
+//! block Krylov method with Rayleigh–Ritz, in f64 on caller scratch.
+//!
+//! We iterate on `B = (I + D^{-1/2} W D^{-1/2}) / 2`, whose spectrum lies in [0, 1] with the
+//! wanted vectors at the top, and keep every basis vector orthogonal to the known trivial one,
+//! `D^{1/2}·1`. A disconnected graph has several zero eigenvalues of L whose vectors are
+//! component indicators, useless as a layout; we detect that first and report it.
+
+use crate::affinity::CsrRef;
+use crate::error::{Result, ensure, ensure_len};
+use crate::parallel::{Parallel, for_row_chunks};
+use crate::rng::Rng;
+use crate::scratch::{Scratch, ScratchSize};
+
+/// Extra block vectors beyond those wanted (they speed up convergence past close eigenvalues).
+const EXTRA: usize = 4;
+/// Krylov blocks per restart.
+const DEPTH: usize = 6;
+/// Largest basis: (dims + EXTRA) · DEPTH for dims ≤ 16.
+const MAX_BASIS: usize = (16 + EXTRA) * DEPTH;
+/// Restarts before giving up.
+const MAX_RESTARTS: usize = 400;
+/// Converged when ‖B x − θ x‖ is below this for each wanted vector (L's residual is twice it).
+const TOLERANCE: f64 = 1e-6;
+/// Rows per parallel task of the sparse products.
+const TASK_ROWS: usize = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SpectralOutcome {
+    Converged {
+        restarts: usize,
+    },
+    /// The graph has this many connected components (> 1); no vectors were written.
+    Disconnected {
+        components: usize,
+    },
+    /// The wanted vectors did not reach the tolerance; the best found are in the output.
+    NotConverged,
+}
+
+fn sizes(n: usize, dims: usize) -> (usize, usize) {
+    let block = (dims + EXTRA).min(n.saturating_sub(1)).max(1);
+    let basis = (block * DEPTH).min(n.saturating_sub(1)).max(block);
+    (block, basis)
+}
+
+/// Scratch for `spectral_embedding` on `n` points and `dims` vectors.
+pub fn spectral_scratch(n: usize, dims: usize) -> ScratchSize {
+    let (block, basis) = sizes(n, dims);
+    ScratchSize::new()
+        .plus::<u32>(n) // component labels
+        .plus::<f64>(2 * n) // D^{-1/2}, trivial vector
+        .plus::<f64>(2 * basis * n) // Q and BQ
+        .plus::<f64>(block * n) // Ritz block
+        .plus::<f64>(3 * basis * basis) // T, its eigenvectors, work
+        .plus::<f64>(basis)
+}
+
+/// Number of connected components of the graph (`labels`: n scratch).
+pub fn components(graph: CsrRef, labels: &mut [u32]) -> usize {
+    let n = graph.rows();
+    for (i, l) in labels[..n].iter_mut().enumerate() {
+        *l = i as u32;
+    }
+    fn root(l: &mut [u32], mut i: u32) -> u32 {
+        while l[i as usize] != i {
+            let p = l[i as usize];
+            l[i as usize] = l[p as usize];
+            i = p;
+        }
+        i
+    }
+    for i in 0..n {
+        let (cols, _) = graph.row(i);
+        for &j in cols {
+            let (a, b) = (root(labels, i as u32), root(labels, j));
+            if a != b {
+                labels[a.max(b) as usize] = a.min(b);
+            }
+        }
+    }
+    (0..n).filter(|&i| labels[i] == i as u32).count()
+}
+
+/// Writes the `dims` leading nontrivial eigenvectors of the normalised Laplacian of the
+/// symmetric `graph` into `vectors` (`dims` vectors of length n, one after another, unit
+/// length, mutually orthogonal) and their Laplacian eigenvalues (ascending) into `values`.
+/// Each vector's sign makes its largest-magnitude entry positive.
+pub fn spectral_embedding(
+    graph: CsrRef,
+    dims: usize,
+    seed: u64,
+    par: &dyn Parallel,
+    scratch: &mut [u8],
+    vectors: &mut [f64],
+    values: &mut [f64],
+) -> Result<SpectralOutcome> {
+    let n = graph.rows();
+    ensure((1..=16).contains(&dims), "dims", "must be between 1 and 16")?;
+    ensure_len("vectors", n * dims, vectors.len())?;
+    ensure_len("values", dims, values.len())?;
+    ensure_len("scratch", spectral_scratch(n, dims).bytes(), scratch.len())?;
+    let (block, basis) = sizes(n, dims);
+    let mut s = Scratch::new(scratch);
+    let labels = s.take::<u32>(n, "component labels")?;
+    let comps = components(graph, labels);
+    if comps > 1 {
+        return Ok(SpectralOutcome::Disconnected { components: comps });
+    }
+    if dims > block || n < dims + 2 {
+        return Ok(SpectralOutcome::NotConverged);
+    }
+    let isd = s.take::<f64>(n, "inverse root degrees")?;
+    let trivial = s.take::<f64>(n, "trivial eigenvector")?;
+    let q = s.take::<f64>(basis * n, "krylov basis")?;
+    let bq = s.take::<f64>(basis * n, "krylov images")?;
+    let ritz = s.take::<f64>(block * n, "ritz block")?;
+    let t = s.take::<f64>(basis * basis, "projected matrix")?;
+    let tv = s.take::<f64>(basis * basis, "projected eigenvectors")?;
+    let work = s.take::<f64>(basis * basis, "eigen work")?;
+    let theta = s.take::<f64>(basis, "ritz values")?;
+
+    for i in 0..n {
+        let deg: f64 = graph.row(i).1.iter().map(|&w| w as f64).sum();
+        isd[i] = if deg > 0.0 {
+            1.0 / libm::sqrt(deg)
+        } else {
+            0.0
+        };
+        trivial[i] = libm::sqrt(deg);
+    }
+    normalise(trivial);
+    let apply = |v: &[f64], out: &mut [f64]| {
+        for_row_chunks(par, n, TASK_ROWS, out, 1, &|_, start, rows, o| {
+            for r in 0..rows {
+                let i = start + r;
+                let (cols, ws) = graph.row(i);
+                let mut acc = 0.0;
+                for (&j, &w) in cols.iter().zip(ws) {
+                    acc += w as f64 * isd[j as usize] * v[j as usize];
+                }
+                o[r] = 0.5 * (v[i] + isd[i] * acc);
+            }
+        });
+    };
+
+    // Starting block: random, orthonormal, orthogonal to the trivial vector.
+    let mut rng = Rng::new(seed ^ 0x005E_C7A1_u64);
+    for v in ritz.iter_mut() {
+        *v = rng.normal();
+    }
+    let mut outcome = SpectralOutcome::NotConverged;
+    for restart in 0..MAX_RESTARTS {
+        // Basis: the current block, then B applied block by block, all orthonormalised.
+        let mut filled = 0;
+        for b in 0..basis / block {
+            for c in 0..block {
+                let col = filled;
+                if b == 0 {
+                    q[col * n..(col + 1) * n].copy_from_slice(&ritz[c * n..(c + 1) * n]);
+                } else {
+                    let src = (b - 1) * block + c;
+                    q[col * n..(col + 1) * n].copy_from_slice(&bq[src * n..(src + 1) * n]);
+                }
+                let (prev, cur) = q.split_at_mut(col * n);
+                let cur = &mut cur[..n];
+                if !orthonormalise(cur, trivial, prev, col, n) {
+                    // Breakdown (the Krylov space closed): continue with a fresh direction.
+                    for v in cur.iter_mut() {
+                        *v = rng.normal();
+                    }
+                    if !orthonormalise(cur, trivial, prev, col, n) {
+                        return Ok(SpectralOutcome::NotConverged);
+                    }
+                }
+                apply(&q[col * n..(col + 1) * n], &mut bq[col * n..(col + 1) * n]);
+                filled += 1;
+            }
+        }
+        let k = filled;
+        // T = Qᵀ B Q, symmetrised.
+        for a in 0..k {
+            for b in a..k {
+                let x = dot(&q[a * n..(a + 1) * n], &bq[b * n..(b + 1) * n]);
+                let y = dot(&q[b * n..(b + 1) * n], &bq[a * n..(a + 1) * n]);
+                t[a * k + b] = 0.5 * (x + y);
+                t[b * k + a] = 0.5 * (x + y);
+            }
+        }
+        symmetric_eigen(&mut t[..k * k], k, &mut tv[..k * k], &mut theta[..k], work);
+        // Ritz vectors X = Q S and residuals ‖BQ S − θ Q S‖.
+        let mut worst = 0.0f64;
+        for c in 0..block {
+            let x = &mut ritz[c * n..(c + 1) * n];
+            x.fill(0.0);
+            for a in 0..k {
+                let w = tv[a * k + c];
+                for (xi, qi) in x.iter_mut().zip(&q[a * n..(a + 1) * n]) {
+                    *xi += w * qi;
+                }
+            }
+            if c < dims {
+                let mut r2 = 0.0;
+                for i in 0..n {
+                    let mut bx = 0.0;
+                    for a in 0..k {
+                        bx += tv[a * k + c] * bq[a * n + i];
+                    }
+                    let r = bx - theta[c] * x[i];
+                    r2 += r * r;
+                }
+                worst = worst.max(libm::sqrt(r2));
+            }
+        }
+        if worst < TOLERANCE {
+            outcome = SpectralOutcome::Converged { restarts: restart };
+            break;
+        }
+    }
+    for c in 0..dims {
+        let x = &ritz[c * n..(c + 1) * n];
+        let big = x
+            .iter()
+            .copied()
+            .fold(0.0f64, |m, v| if v.abs() > m.abs() { v } else { m });
+        let sign = if big < 0.0 { -1.0 } else { 1.0 };
+        for i in 0..n {
+            vectors[c * n + i] = sign * x[i];
+        }
+        values[c] = 2.0 * (1.0 - theta[c]);
+    }
+    Ok(outcome)
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn normalise(v: &mut [f64]) -> f64 {
+    let norm = libm::sqrt(dot(v, v));
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    norm
+}
+
+/// Makes `v` orthogonal to `trivial` and to the `count` vectors in `prev` (two passes of
+/// modified Gram–Schmidt), then unit length. False if nothing independent was left.
+fn orthonormalise(v: &mut [f64], trivial: &[f64], prev: &[f64], count: usize, n: usize) -> bool {
+    let start = libm::sqrt(dot(v, v));
+    if start == 0.0 {
+        return false;
+    }
+    for _ in 0..2 {
+        let c = dot(v, trivial);
+        v.iter_mut().zip(trivial).for_each(|(x, t)| *x -= c * t);
+        for p in 0..count {
+            let u = &prev[p * n..(p + 1) * n];
+            let c = dot(v, u);
+            v.iter_mut().zip(u).for_each(|(x, t)| *x -= c * t);
+        }
+    }
+    normalise(v) > 1e-10 * start
+}
+
+/// Eigen-decomposition of the symmetric `k × k` matrix `a` (destroyed) by cyclic Jacobi
+/// rotations. Eigenvalues into `vals`, descending; eigenvectors into the columns of `vecs`.
+/// `work`: k × k scratch.
+pub fn symmetric_eigen(
+    a: &mut [f64],
+    k: usize,
+    vecs: &mut [f64],
+    vals: &mut [f64],
+    work: &mut [f64],
+) {
+    let v = &mut work[..k * k];
+    v.fill(0.0);
+    for i in 0..k {
+        v[i * k + i] = 1.0;
+    }
+    let norm: f64 = a.iter().map(|x| x * x).sum();
+    for _sweep in 0..100 {
+        let mut off = 0.0;
+        for p in 0..k {
+            for q in p + 1..k {
+                off += a[p * k + q] * a[p * k + q];
+            }
+        }
+        if off <= 1e-30 * norm || off == 0.0 {
+            break;
+        }
+        for p in 0..k {
+            for q in p + 1..k {
+                let apq = a[p * k + q];
+                if apq == 0.0 {
+                    continue;
+                }
+                let (app, aqq) = (a[p * k + p], a[q * k + q]);
+                let tau = (aqq - app) / (2.0 * apq);
+                let t = if tau >= 0.0 {
+                    1.0 / (tau + libm::sqrt(1.0 + tau * tau))
+                } else {
+                    -1.0 / (-tau + libm::sqrt(1.0 + tau * tau))
+                };
+                let c = 1.0 / libm::sqrt(1.0 + t * t);
+                let s = t * c;
+                for r in 0..k {
+                    let (arp, arq) = (a[r * k + p], a[r * k + q]);
+                    a[r * k + p] = c * arp - s * arq;
+                    a[r * k + q] = s * arp + c * arq;
+                }
+                for r in 0..k {
+                    let (apr, aqr) = (a[p * k + r], a[q * k + r]);
+                    a[p * k + r] = c * apr - s * aqr;
+                    a[q * k + r] = s * apr + c * aqr;
+                }
+                for r in 0..k {
+                    let (vrp, vrq) = (v[r * k + p], v[r * k + q]);
+                    v[r * k + p] = c * vrp - s * vrq;
+                    v[r * k + q] = s * vrp + c * vrq;
+                }
+            }
+        }
+    }
+    // Order descending by eigenvalue (selection sort; k is small).
+    let mut order = [0usize; MAX_BASIS];
+    for (i, o) in order[..k].iter_mut().enumerate() {
+        *o = i;
+    }
+    for i in 0..k {
+        let mut best = i;
+        for j in i + 1..k {
+            if a[order[j] * k + order[j]] > a[order[best] * k + order[best]] {
+                best = j;
+            }
+        }
+        order.swap(i, best);
+    }
+    for (c, &src) in order[..k].iter().enumerate() {
+        vals[c] = a[src * k + src];
+        for r in 0..k {
+            vecs[r * k + c] = v[r * k + src];
+        }
+    }
+}
+
+/// Maps each of the `dims` vectors (one after another, length n) linearly onto [0, `size`]
+/// and writes them as the columns of the row-major `y` (`n × dims`).
+pub fn scale_to_box(vectors: &[f64], n: usize, dims: usize, size: f64, y: &mut [f32]) {
+    for c in 0..dims {
+        let v = &vectors[c * n..(c + 1) * n];
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        let span = hi - lo;
+        for i in 0..n {
+            y[i * dims + c] = if span > 0.0 {
+                (size * (v[i] - lo) / span) as f32
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jacobi_matches_a_known_spectrum() {
+        // Q diag(5, 3, 1, -2) Qᵀ for an orthogonal Q built from a Householder reflection.
+        let u = [0.5f64, -0.5, 0.5, 0.5];
+        let d = [5.0, 3.0, 1.0, -2.0];
+        let mut a = [0.0f64; 16];
+        for i in 0..4 {
+            for j in 0..4 {
+                let mut s = 0.0;
+                for m in 0..4 {
+                    let qi = if i == m { 1.0 } else { 0.0 } - 2.0 * u[i] * u[m];
+                    let qj = if j == m { 1.0 } else { 0.0 } - 2.0 * u[j] * u[m];
+                    s += qi * d[m] * qj;
+                }
+                a[i * 4 + j] = s;
+            }
+        }
+        let (mut v, mut vals, mut w) = ([0.0; 16], [0.0; 4], [0.0; 16]);
+        symmetric_eigen(&mut a.clone(), 4, &mut v, &mut vals, &mut w);
+        for (got, want) in vals.iter().zip(d) {
+            assert!((got - want).abs() < 1e-12, "{vals:?}");
+        }
+        let _ = &mut a;
+    }
+}
