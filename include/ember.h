@@ -36,6 +36,20 @@
 
 #define EMBER_STAGE_OPTIMIZE 3
 
+#define EMBER_INIT_SPECTRAL 2
+
+#define EMBER_LOSS_NEG 0
+
+#define EMBER_LOSS_NCE 1
+
+#define EMBER_LOSS_INFONCE 2
+
+#define EMBER_LOSS_UMAP 3
+
+#define EMBER_GRAPH_FUZZY 0
+
+#define EMBER_GRAPH_BINARY 1
+
 // Result of every ember call. Values are stable and never reused.
 typedef enum ember_status {
   EMBER_OK = 0,
@@ -107,6 +121,76 @@ typedef int32_t (*ember_progress_fn)(void *user,
                                      size_t total,
                                      double loss);
 
+// UMAP parameters. Fill with ember_umap_params_default(), then change fields.
+typedef struct ember_umap_params {
+  // sizeof(ember_umap_params) as the caller compiled it; set by the default initialiser.
+  uint32_t struct_size;
+  // Output dimensions (2), at most 16.
+  uint32_t dims;
+  // Neighbourhood size counting the point itself (15), as umap-learn's n_neighbors.
+  uint32_t neighbors;
+  // Minimum distance of the output curve (0.1); at most spread.
+  float min_dist;
+  // Spread of the output curve (1).
+  float spread;
+  // SGD epochs; 0 = 500 up to 10 000 points, 200 above.
+  uint32_t epochs;
+  // Negative samples per positive (5); fewer than N.
+  uint32_t negatives;
+  // Initial learning rate (1), annealed linearly to 0.
+  float learning_rate;
+  // EMBER_METRIC_*.
+  uint32_t metric;
+  // EMBER_KNN_*.
+  uint32_t knn;
+  // EMBER_INIT_SPECTRAL (default), EMBER_INIT_PCA or EMBER_INIT_RANDOM. Spectral falls back
+  // to PCA on a disconnected graph; ember_last_warning_message() then says so.
+  uint32_t init;
+  // Worker threads; 0 = all cores. The result does not depend on it.
+  uint32_t threads;
+  // Random seed (42).
+  uint64_t seed;
+} ember_umap_params;
+
+// Contrastive neighbour-embedding parameters. Fill with ember_ne_params_default().
+typedef struct ember_ne_params {
+  // sizeof(ember_ne_params) as the caller compiled it; set by the default initialiser.
+  uint32_t struct_size;
+  // Output dimensions (2), at most 16.
+  uint32_t dims;
+  // Neighbours per point, not counting the point itself (15).
+  uint32_t neighbors;
+  // EMBER_LOSS_NEG (default), _NCE, _INFONCE or _UMAP.
+  uint32_t loss;
+  // EMBER_GRAPH_FUZZY (default) or EMBER_GRAPH_BINARY.
+  uint32_t graph;
+  // Negative samples per positive (5), at most 1024 and fewer than N.
+  uint32_t negatives;
+  // Spectrum position (0): 0 t-SNE-like, 1 UMAP-like. Ignored by ember_ne_spectrum.
+  double s;
+  // NEG's fixed normaliser Z-bar; 0 (default) = from s.
+  double zbar;
+  // SGD epochs; 0 = 500 up to 10 000 points, 200 above.
+  uint32_t epochs;
+  // Epochs first run at the UMAP end (s = 1), like early exaggeration (0).
+  uint32_t early_epochs;
+  // Initial learning rate (1), annealed linearly to 0.
+  float learning_rate;
+  // Output curve of the UMAP loss (0.1 and 1).
+  float min_dist;
+  float spread;
+  // EMBER_METRIC_*.
+  uint32_t metric;
+  // EMBER_KNN_*.
+  uint32_t knn;
+  // EMBER_INIT_PCA (default), EMBER_INIT_SPECTRAL or EMBER_INIT_RANDOM.
+  uint32_t init;
+  // Worker threads; 0 = all cores. The result does not depend on it.
+  uint32_t threads;
+  // Random seed (42).
+  uint64_t seed;
+} ember_ne_params;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -134,6 +218,64 @@ enum ember_status ember_tsne(const float *x,
                              float *y,
                              ember_progress_fn progress,
                              void *user);
+
+// The defaults users expect (umap-learn's).
+struct ember_umap_params ember_umap_params_default(void);
+
+// The defaults: Neg-t-SNE at s = 0 on the fuzzy kNN graph, 5 negatives.
+struct ember_ne_params ember_ne_params_default(void);
+
+// A warning from the last call on this thread that still succeeded (empty if none), such
+// as a spectral initialisation that fell back to PCA. Valid until the next ember call.
+const char *ember_last_warning_message(void);
+
+// Embeds `n` points of `d` values with UMAP. Data layout, `y`, `progress` and cancellation
+// as for ember_tsne. `params` may be NULL for the defaults.
+//
+// # Safety
+// As for ember_tsne.
+enum ember_status ember_umap(const float *x,
+                             size_t n,
+                             size_t d,
+                             size_t row_stride,
+                             size_t col_stride,
+                             const struct ember_umap_params *params,
+                             float *y,
+                             ember_progress_fn progress,
+                             void *user);
+
+// Embeds `n` points once per spectrum position in `s_values` (`count` of them), from one
+// kNN graph and one initialisation: panel p goes to `y + p * n * dims`. Data layout,
+// `progress` and cancellation as for ember_tsne. `params` may be NULL for the defaults.
+//
+// # Safety
+// As for ember_tsne; `s_values` holds `count` doubles and `y` holds `count * n * dims` floats.
+enum ember_status ember_ne_spectrum(const float *x,
+                                    size_t n,
+                                    size_t d,
+                                    size_t row_stride,
+                                    size_t col_stride,
+                                    const struct ember_ne_params *params,
+                                    const double *s_values,
+                                    size_t count,
+                                    float *y,
+                                    ember_progress_fn progress,
+                                    void *user);
+
+// One contrastive neighbour embedding at `params->s` (or `params->zbar`): ember_ne_spectrum
+// with one value.
+//
+// # Safety
+// As for ember_tsne.
+enum ember_status ember_ne(const float *x,
+                           size_t n,
+                           size_t d,
+                           size_t row_stride,
+                           size_t col_stride,
+                           const struct ember_ne_params *params,
+                           float *y,
+                           ember_progress_fn progress,
+                           void *user);
 
 // A static, human-readable description of a status code.
 const char *ember_status_message(int32_t status);

@@ -3,8 +3,10 @@
 #![allow(non_camel_case_types)]
 
 use ember_core::knn::Metric;
+use ember_core::ne::{NeGraph, NeLoss, NeParams, SgdSummary};
 use ember_core::threads::Threads;
 use ember_core::tsne::{Init, KnnMethod, Repulsion, TsneParams};
+use ember_core::umap::{InitUsed, UmapInit, UmapParams};
 use ember_core::{Control, Error, MatRef, Observer, Progress};
 use std::cell::RefCell;
 use std::ffi::{CString, c_char, c_void};
@@ -136,6 +138,7 @@ fn from_core(e: Error) -> ember_status {
 /// Runs `f` with a panic boundary.
 fn guard(f: impl FnOnce() -> ember_status) -> ember_status {
     set_last_error("");
+    set_warning("");
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
         fail(
             EMBER_ERR_INTERNAL,
@@ -302,49 +305,64 @@ pub unsafe extern "C" fn ember_tsne(
         if let Err(e) = tp.validate() {
             return from_core(e);
         }
-        if d == 0 {
-            return from_core(Error::NoDimensions);
-        }
-        if n < 2 {
-            return from_core(Error::TooFewPoints { n, min: 2 });
-        }
-        if row_stride == 0 || col_stride == 0 {
-            return fail(EMBER_ERR_SHAPE, "strides must be positive");
-        }
-        let span = (n - 1).checked_mul(row_stride).and_then(|a| {
-            (d - 1)
-                .checked_mul(col_stride)
-                .and_then(|b| a.checked_add(b + 1))
-        });
-        let Some(span) = span else {
-            return fail(EMBER_ERR_SHAPE, "strides overflow");
-        };
-        // SAFETY: the caller promised `x` covers every element the strides address.
-        let xs = unsafe { std::slice::from_raw_parts(x, span) };
-        let dense: Vec<f32>;
-        let contiguous = col_stride == 1 && row_stride >= d;
-        let xm = if contiguous {
-            MatRef::new(xs, n, d, row_stride)
-        } else {
-            // Other layouts are gathered once into a row-major copy.
-            dense = match try_zeroed::<f32>(n * d) {
-                Ok(mut v) => {
-                    for i in 0..n {
-                        for j in 0..d {
-                            v[i * d + j] = xs[i * row_stride + j * col_stride];
-                        }
-                    }
-                    v
-                }
-                Err(s) => return s,
-            };
-            MatRef::dense(&dense, n, d)
-        };
-        match xm {
-            Ok(xm) => run_tsne(xm, &tp, cp.threads as usize, y, progress, user),
-            Err(e) => from_core(e),
-        }
+        with_matrix(x, n, d, row_stride, col_stride, |xm| {
+            run_tsne(xm, &tp, cp.threads as usize, y, progress, user)
+        })
     })
+}
+
+/// Checks the shape and strides of the caller's data and hands `f` a row-major view:
+/// the data itself when rows are contiguous, else a gathered copy.
+fn with_matrix(
+    x: *const f32,
+    n: usize,
+    d: usize,
+    row_stride: usize,
+    col_stride: usize,
+    f: impl FnOnce(MatRef) -> ember_status,
+) -> ember_status {
+    if d == 0 {
+        return from_core(Error::NoDimensions);
+    }
+    if n < 2 {
+        return from_core(Error::TooFewPoints { n, min: 2 });
+    }
+    if row_stride == 0 || col_stride == 0 {
+        return fail(EMBER_ERR_SHAPE, "strides must be positive");
+    }
+    let span = (n - 1).checked_mul(row_stride).and_then(|a| {
+        (d - 1)
+            .checked_mul(col_stride)
+            .and_then(|b| a.checked_add(b + 1))
+    });
+    let Some(span) = span else {
+        return fail(EMBER_ERR_SHAPE, "strides overflow");
+    };
+    // SAFETY: the caller promised `x` covers every element the strides address.
+    let xs = unsafe { std::slice::from_raw_parts(x, span) };
+    let dense: Vec<f32>;
+    let contiguous = col_stride == 1 && row_stride >= d;
+    let xm = if contiguous {
+        MatRef::new(xs, n, d, row_stride)
+    } else {
+        // Other layouts are gathered once into a row-major copy.
+        dense = match try_zeroed::<f32>(n * d) {
+            Ok(mut v) => {
+                for i in 0..n {
+                    for j in 0..d {
+                        v[i * d + j] = xs[i * row_stride + j * col_stride];
+                    }
+                }
+                v
+            }
+            Err(s) => return s,
+        };
+        MatRef::dense(&dense, n, d)
+    };
+    match xm {
+        Ok(xm) => f(xm),
+        Err(e) => from_core(e),
+    }
 }
 
 fn run_tsne(
@@ -367,6 +385,441 @@ fn run_tsne(
     match ember_core::tsne::tsne(x, tp, &Threads::new(threads), &mut obs, &mut scratch, ys) {
         Ok(_) => EMBER_OK,
         Err(e) => from_core(e),
+    }
+}
+
+pub const EMBER_INIT_SPECTRAL: u32 = 2;
+pub const EMBER_LOSS_NEG: u32 = 0;
+pub const EMBER_LOSS_NCE: u32 = 1;
+pub const EMBER_LOSS_INFONCE: u32 = 2;
+pub const EMBER_LOSS_UMAP: u32 = 3;
+pub const EMBER_GRAPH_FUZZY: u32 = 0;
+pub const EMBER_GRAPH_BINARY: u32 = 1;
+
+/// UMAP parameters. Fill with ember_umap_params_default(), then change fields.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ember_umap_params {
+    /// sizeof(ember_umap_params) as the caller compiled it; set by the default initialiser.
+    pub struct_size: u32,
+    /// Output dimensions (2), at most 16.
+    pub dims: u32,
+    /// Neighbourhood size counting the point itself (15), as umap-learn's n_neighbors.
+    pub neighbors: u32,
+    /// Minimum distance of the output curve (0.1); at most spread.
+    pub min_dist: f32,
+    /// Spread of the output curve (1).
+    pub spread: f32,
+    /// SGD epochs; 0 = 500 up to 10 000 points, 200 above.
+    pub epochs: u32,
+    /// Negative samples per positive (5); fewer than N.
+    pub negatives: u32,
+    /// Initial learning rate (1), annealed linearly to 0.
+    pub learning_rate: f32,
+    /// EMBER_METRIC_*.
+    pub metric: u32,
+    /// EMBER_KNN_*.
+    pub knn: u32,
+    /// EMBER_INIT_SPECTRAL (default), EMBER_INIT_PCA or EMBER_INIT_RANDOM. Spectral falls back
+    /// to PCA on a disconnected graph; ember_last_warning_message() then says so.
+    pub init: u32,
+    /// Worker threads; 0 = all cores. The result does not depend on it.
+    pub threads: u32,
+    /// Random seed (42).
+    pub seed: u64,
+}
+
+/// The defaults users expect (umap-learn's).
+#[unsafe(no_mangle)]
+pub extern "C" fn ember_umap_params_default() -> ember_umap_params {
+    let d = UmapParams::default();
+    ember_umap_params {
+        struct_size: size_of::<ember_umap_params>() as u32,
+        dims: d.dims as u32,
+        neighbors: d.neighbors as u32,
+        min_dist: d.min_dist,
+        spread: d.spread,
+        epochs: d.epochs as u32,
+        negatives: d.negatives as u32,
+        learning_rate: d.learning_rate,
+        metric: EMBER_METRIC_EUCLIDEAN,
+        knn: EMBER_KNN_AUTO,
+        init: EMBER_INIT_SPECTRAL,
+        threads: 0,
+        seed: d.seed,
+    }
+}
+
+/// Contrastive neighbour-embedding parameters. Fill with ember_ne_params_default().
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ember_ne_params {
+    /// sizeof(ember_ne_params) as the caller compiled it; set by the default initialiser.
+    pub struct_size: u32,
+    /// Output dimensions (2), at most 16.
+    pub dims: u32,
+    /// Neighbours per point, not counting the point itself (15).
+    pub neighbors: u32,
+    /// EMBER_LOSS_NEG (default), _NCE, _INFONCE or _UMAP.
+    pub loss: u32,
+    /// EMBER_GRAPH_FUZZY (default) or EMBER_GRAPH_BINARY.
+    pub graph: u32,
+    /// Negative samples per positive (5), at most 1024 and fewer than N.
+    pub negatives: u32,
+    /// Spectrum position (0): 0 t-SNE-like, 1 UMAP-like. Ignored by ember_ne_spectrum.
+    pub s: f64,
+    /// NEG's fixed normaliser Z-bar; 0 (default) = from s.
+    pub zbar: f64,
+    /// SGD epochs; 0 = 500 up to 10 000 points, 200 above.
+    pub epochs: u32,
+    /// Epochs first run at the UMAP end (s = 1), like early exaggeration (0).
+    pub early_epochs: u32,
+    /// Initial learning rate (1), annealed linearly to 0.
+    pub learning_rate: f32,
+    /// Output curve of the UMAP loss (0.1 and 1).
+    pub min_dist: f32,
+    pub spread: f32,
+    /// EMBER_METRIC_*.
+    pub metric: u32,
+    /// EMBER_KNN_*.
+    pub knn: u32,
+    /// EMBER_INIT_PCA (default), EMBER_INIT_SPECTRAL or EMBER_INIT_RANDOM.
+    pub init: u32,
+    /// Worker threads; 0 = all cores. The result does not depend on it.
+    pub threads: u32,
+    /// Random seed (42).
+    pub seed: u64,
+}
+
+/// The defaults: Neg-t-SNE at s = 0 on the fuzzy kNN graph, 5 negatives.
+#[unsafe(no_mangle)]
+pub extern "C" fn ember_ne_params_default() -> ember_ne_params {
+    let d = NeParams::default();
+    ember_ne_params {
+        struct_size: size_of::<ember_ne_params>() as u32,
+        dims: d.dims as u32,
+        neighbors: d.neighbors as u32,
+        loss: EMBER_LOSS_NEG,
+        graph: EMBER_GRAPH_FUZZY,
+        negatives: d.negatives as u32,
+        s: d.s,
+        zbar: d.zbar,
+        epochs: d.epochs as u32,
+        early_epochs: d.early_epochs as u32,
+        learning_rate: d.learning_rate,
+        min_dist: d.min_dist,
+        spread: d.spread,
+        metric: EMBER_METRIC_EUCLIDEAN,
+        knn: EMBER_KNN_AUTO,
+        init: EMBER_INIT_PCA,
+        threads: 0,
+        seed: d.seed,
+    }
+}
+
+fn metric_of(m: u32) -> Result<Metric, ember_status> {
+    match m {
+        EMBER_METRIC_EUCLIDEAN => Ok(Metric::SqEuclidean),
+        EMBER_METRIC_COSINE => Ok(Metric::Cosine),
+        _ => Err(fail(
+            EMBER_ERR_INVALID_PARAMETER,
+            "invalid metric: use EMBER_METRIC_EUCLIDEAN or EMBER_METRIC_COSINE",
+        )),
+    }
+}
+
+fn knn_of(k: u32) -> Result<KnnMethod, ember_status> {
+    match k {
+        EMBER_KNN_AUTO => Ok(KnnMethod::Auto),
+        EMBER_KNN_EXACT => Ok(KnnMethod::Exact),
+        EMBER_KNN_APPROX => Ok(KnnMethod::Approx),
+        _ => Err(fail(
+            EMBER_ERR_INVALID_PARAMETER,
+            "invalid knn: use EMBER_KNN_AUTO, _EXACT or _APPROX",
+        )),
+    }
+}
+
+fn sgd_init_of(i: u32) -> Result<UmapInit, ember_status> {
+    match i {
+        EMBER_INIT_SPECTRAL => Ok(UmapInit::Spectral),
+        EMBER_INIT_PCA => Ok(UmapInit::Pca),
+        EMBER_INIT_RANDOM => Ok(UmapInit::Random),
+        _ => Err(fail(
+            EMBER_ERR_INVALID_PARAMETER,
+            "invalid init: use EMBER_INIT_SPECTRAL, _PCA or _RANDOM",
+        )),
+    }
+}
+
+/// Reads a caller's parameter struct after checking its struct_size; NULL gives `default`.
+///
+/// # Safety
+/// `p` is NULL or points to a struct whose first field is a u32 struct_size.
+unsafe fn read_params<T: Copy>(p: *const T, default: T, name: &str) -> Result<T, ember_status> {
+    if p.is_null() {
+        return Ok(default);
+    }
+    // SAFETY: non-NULL; every ember parameter struct starts with its u32 struct_size.
+    let size = unsafe { *p.cast::<u32>() };
+    if size as usize != size_of::<T>() {
+        return Err(fail(
+            EMBER_ERR_STRUCT_SIZE,
+            &format!("struct_size does not match this library; initialise with {name}_default()"),
+        ));
+    }
+    // SAFETY: the size matches the struct this library knows.
+    Ok(unsafe { *p })
+}
+
+thread_local! {
+    static LAST_WARNING: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_warning(msg: &str) {
+    let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    LAST_WARNING.with(|e| *e.borrow_mut() = c);
+}
+
+fn note_init(init: InitUsed) {
+    match init {
+        InitUsed::PcaDisconnected { components } => set_warning(&format!(
+            "the neighbour graph has {components} connected components; spectral initialisation was replaced by PCA"
+        )),
+        InitUsed::PcaNotConverged => {
+            set_warning("the spectral eigensolver did not converge; initialisation used PCA")
+        }
+        _ => {}
+    }
+}
+
+/// A warning from the last call on this thread that still succeeded (empty if none), such
+/// as a spectral initialisation that fell back to PCA. Valid until the next ember call.
+#[unsafe(no_mangle)]
+pub extern "C" fn ember_last_warning_message() -> *const c_char {
+    LAST_WARNING.with(|e| e.borrow().as_ptr())
+}
+
+/// Embeds `n` points of `d` values with UMAP. Data layout, `y`, `progress` and cancellation
+/// as for ember_tsne. `params` may be NULL for the defaults.
+///
+/// # Safety
+/// As for ember_tsne.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_umap(
+    x: *const f32,
+    n: usize,
+    d: usize,
+    row_stride: usize,
+    col_stride: usize,
+    params: *const ember_umap_params,
+    y: *mut f32,
+    progress: ember_progress_fn,
+    user: *mut c_void,
+) -> ember_status {
+    guard(|| {
+        if x.is_null() || y.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "x and y must not be NULL");
+        }
+        // SAFETY: the caller promised NULL or a valid struct.
+        let cp = match unsafe {
+            read_params(params, ember_umap_params_default(), "ember_umap_params")
+        } {
+            Ok(c) => c,
+            Err(s) => return s,
+        };
+        let up = match (metric_of(cp.metric), knn_of(cp.knn), sgd_init_of(cp.init)) {
+            (Ok(metric), Ok(knn), Ok(init)) => UmapParams {
+                dims: cp.dims as usize,
+                neighbors: cp.neighbors as usize,
+                min_dist: cp.min_dist,
+                spread: cp.spread,
+                epochs: cp.epochs as usize,
+                negatives: cp.negatives as usize,
+                learning_rate: cp.learning_rate,
+                metric,
+                knn,
+                init,
+                seed: cp.seed,
+                ..UmapParams::default()
+            },
+            (Err(s), _, _) | (_, Err(s), _) | (_, _, Err(s)) => return s,
+        };
+        if let Err(e) = up.validate() {
+            return from_core(e);
+        }
+        with_matrix(x, n, d, row_stride, col_stride, |xm| {
+            let bytes = ember_core::umap::umap_scratch(n, xm.cols(), &up).bytes();
+            let mut scratch = match try_zeroed::<u8>(bytes) {
+                Ok(v) => v,
+                Err(s) => return s,
+            };
+            // SAFETY: the caller promised `y` holds n * dims floats.
+            let ys = unsafe { std::slice::from_raw_parts_mut(y, n * up.dims) };
+            let mut obs = Callback { f: progress, user };
+            let par = Threads::new(cp.threads as usize);
+            match ember_core::umap::umap(xm, &up, &par, &mut obs, &mut scratch, ys) {
+                Ok(summary) => {
+                    note_init(summary.init);
+                    EMBER_OK
+                }
+                Err(e) => from_core(e),
+            }
+        })
+    })
+}
+
+fn ne_to_core(cp: &ember_ne_params) -> Result<NeParams, ember_status> {
+    let bad = |what: &str| fail(EMBER_ERR_INVALID_PARAMETER, what);
+    Ok(NeParams {
+        dims: cp.dims as usize,
+        neighbors: cp.neighbors as usize,
+        graph: match cp.graph {
+            EMBER_GRAPH_FUZZY => NeGraph::Fuzzy,
+            EMBER_GRAPH_BINARY => NeGraph::Binary,
+            _ => {
+                return Err(bad(
+                    "invalid graph: use EMBER_GRAPH_FUZZY or EMBER_GRAPH_BINARY",
+                ));
+            }
+        },
+        loss: match cp.loss {
+            EMBER_LOSS_NEG => NeLoss::Neg,
+            EMBER_LOSS_NCE => NeLoss::Nce,
+            EMBER_LOSS_INFONCE => NeLoss::InfoNce,
+            EMBER_LOSS_UMAP => NeLoss::Umap,
+            _ => {
+                return Err(bad(
+                    "invalid loss: use EMBER_LOSS_NEG, _NCE, _INFONCE or _UMAP",
+                ));
+            }
+        },
+        s: cp.s,
+        zbar: cp.zbar,
+        negatives: cp.negatives as usize,
+        epochs: cp.epochs as usize,
+        early_epochs: cp.early_epochs as usize,
+        learning_rate: cp.learning_rate,
+        min_dist: cp.min_dist,
+        spread: cp.spread,
+        metric: metric_of(cp.metric)?,
+        knn: knn_of(cp.knn)?,
+        init: sgd_init_of(cp.init)?,
+        seed: cp.seed,
+        ..NeParams::default()
+    })
+}
+
+/// Embeds `n` points once per spectrum position in `s_values` (`count` of them), from one
+/// kNN graph and one initialisation: panel p goes to `y + p * n * dims`. Data layout,
+/// `progress` and cancellation as for ember_tsne. `params` may be NULL for the defaults.
+///
+/// # Safety
+/// As for ember_tsne; `s_values` holds `count` doubles and `y` holds `count * n * dims` floats.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_ne_spectrum(
+    x: *const f32,
+    n: usize,
+    d: usize,
+    row_stride: usize,
+    col_stride: usize,
+    params: *const ember_ne_params,
+    s_values: *const f64,
+    count: usize,
+    y: *mut f32,
+    progress: ember_progress_fn,
+    user: *mut c_void,
+) -> ember_status {
+    guard(|| {
+        if x.is_null() || y.is_null() || s_values.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "x, s_values and y must not be NULL");
+        }
+        if count == 0 {
+            return fail(
+                EMBER_ERR_INVALID_PARAMETER,
+                "count: at least one spectrum value",
+            );
+        }
+        // SAFETY: the caller promised NULL or a valid struct.
+        let cp = match unsafe { read_params(params, ember_ne_params_default(), "ember_ne_params") }
+        {
+            Ok(c) => c,
+            Err(s) => return s,
+        };
+        let np = match ne_to_core(&cp) {
+            Ok(p) => p,
+            Err(s) => return s,
+        };
+        if let Err(e) = np.validate() {
+            return from_core(e);
+        }
+        // SAFETY: the caller promised `count` values.
+        let sv = unsafe { std::slice::from_raw_parts(s_values, count) };
+        with_matrix(x, n, d, row_stride, col_stride, |xm| {
+            let bytes = ember_core::ne::ne_scratch(n, xm.cols(), &np).bytes();
+            let mut scratch = match try_zeroed::<u8>(bytes) {
+                Ok(v) => v,
+                Err(s) => return s,
+            };
+            let Some(len) = count.checked_mul(n * np.dims) else {
+                return fail(EMBER_ERR_SHAPE, "count * n * dims overflows");
+            };
+            // SAFETY: the caller promised `y` holds count * n * dims floats.
+            let ys = unsafe { std::slice::from_raw_parts_mut(y, len) };
+            let mut sums = vec![SgdSummary::default(); count];
+            let mut obs = Callback { f: progress, user };
+            let par = Threads::new(cp.threads as usize);
+            match ember_core::ne::ne_spectrum(
+                xm,
+                &np,
+                sv,
+                &par,
+                &mut obs,
+                &mut scratch,
+                ys,
+                &mut sums,
+            ) {
+                Ok(init) => {
+                    note_init(init);
+                    EMBER_OK
+                }
+                Err(e) => from_core(e),
+            }
+        })
+    })
+}
+
+/// One contrastive neighbour embedding at `params->s` (or `params->zbar`): ember_ne_spectrum
+/// with one value.
+///
+/// # Safety
+/// As for ember_tsne.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_ne(
+    x: *const f32,
+    n: usize,
+    d: usize,
+    row_stride: usize,
+    col_stride: usize,
+    params: *const ember_ne_params,
+    y: *mut f32,
+    progress: ember_progress_fn,
+    user: *mut c_void,
+) -> ember_status {
+    let s = if params.is_null() {
+        ember_ne_params_default().s
+    } else {
+        // SAFETY: the caller promised a valid struct; s is read only if its size matches.
+        match unsafe { read_params(params, ember_ne_params_default(), "ember_ne_params") } {
+            Ok(p) => p.s,
+            Err(st) => return st,
+        }
+    };
+    // SAFETY: forwarded with the caller's promises; one spectrum value.
+    unsafe {
+        ember_ne_spectrum(
+            x, n, d, row_stride, col_stride, params, &s, 1, y, progress, user,
+        )
     }
 }
 

@@ -203,7 +203,12 @@ fn formats_agree_and_threads_do_not_change_the_result() {
 
 /// Runs `ember tsne` expecting failure: one line on stderr containing `expect`, no output.
 fn assert_fails(dir: &Path, args: &[&str], expect: &str) {
-    let mut full = vec!["tsne"];
+    assert_command_fails(dir, "tsne", args, expect)
+}
+
+/// Runs `ember <command>` expecting failure, as `assert_fails`.
+fn assert_command_fails(dir: &Path, command: &str, args: &[&str], expect: &str) {
+    let mut full = vec![command];
     full.extend_from_slice(args);
     full.extend_from_slice(&["-o", "out.csv", "--plot", "out.png", "-q"]);
     let r = ember(dir, &full);
@@ -307,4 +312,78 @@ fn bad_input_fails_cleanly_without_output() {
         "Barnes-Hut needs 2-D or 3-D",
     );
     assert_fails(&dir, &["ok.npy", "--perplexity", "10", "--dof", "0"], "dof");
+}
+
+#[test]
+fn umap_and_the_spectrum_write_outputs_that_threads_do_not_change() {
+    let dir = tmpdir("umap_ne");
+    let (n, d) = (300, 6);
+    std::fs::write(dir.join("x.npy"), npy_f32(n, d, &blobs(n, d))).unwrap();
+    for (cmd, extra) in [
+        ("umap", vec![]),
+        ("ne", vec!["--loss", "infonce", "--s", "0.5"]),
+    ] {
+        let run = |threads: &str, out: &str| {
+            let mut args = vec![cmd, "x.npy", "-q", "--threads", threads, "-o", out];
+            args.extend(&extra);
+            let r = ember(&dir, &args);
+            assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+            std::fs::read(dir.join(out)).unwrap()
+        };
+        let one = run("1", "one.csv");
+        assert_eq!(String::from_utf8_lossy(&one).lines().count(), n);
+        assert_eq!(
+            one,
+            run("2", "two.csv"),
+            "{cmd}: 2 threads changed the output"
+        );
+        assert_eq!(
+            one,
+            run("4", "four.csv"),
+            "{cmd}: 4 threads changed the output"
+        );
+    }
+    let r = ember(
+        &dir,
+        &[
+            "ne",
+            "x.npy",
+            "-q",
+            "--spectrum",
+            "0,0.5,1",
+            "-o",
+            "s.npy",
+            "--plot",
+            "s.png",
+        ],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    for v in ["0", "0.5", "1"] {
+        assert!(
+            dir.join(format!("s_s{v}.npy")).exists(),
+            "panel s = {v} missing"
+        );
+    }
+    let png = std::fs::read(dir.join("s.png")).unwrap();
+    let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+    assert_eq!(width, 3 * 600, "one 600-pixel panel per spectrum value");
+}
+
+#[test]
+fn bad_umap_and_ne_parameters_fail_cleanly() {
+    let dir = tmpdir("bad_umap");
+    let (n, d) = (60, 4);
+    let v = blobs(n, d);
+    std::fs::write(dir.join("ok.npy"), npy_f32(n, d, &v)).unwrap();
+    let mut nan = v.clone();
+    nan[7] = f32::INFINITY;
+    std::fs::write(dir.join("inf.npy"), npy_f32(n, d, &nan)).unwrap();
+    assert_command_fails(&dir, "umap", &["ok.npy", "--neighbors", "61"], "neighbors");
+    assert_command_fails(&dir, "umap", &["ok.npy", "--min-dist", "2"], "min_dist");
+    assert_command_fails(&dir, "umap", &["ok.npy", "--negatives", "60"], "negatives");
+    assert_command_fails(&dir, "umap", &["inf.npy"], "non-finite value");
+    assert_command_fails(&dir, "ne", &["ok.npy", "--neighbors", "60"], "neighbors");
+    assert_command_fails(&dir, "ne", &["ok.npy", "--negatives", "2000"], "negatives");
+    assert_command_fails(&dir, "ne", &["ok.npy", "--zbar", "-1"], "--zbar");
+    assert_command_fails(&dir, "ne", &["ok.npy", "--dims", "17"], "dims");
 }

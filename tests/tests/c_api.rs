@@ -1,4 +1,4 @@
-//! Compiles tests/c/test_tsne.c with gcc -Wall -Wextra -Werror against include/ember.h and
+//! Compiles the C programs in tests/c with gcc -Wall -Wextra -Werror against include/ember.h and
 //! the static library cargo built for this test run, then runs it on real MNIST digits.
 
 use std::io::Read;
@@ -33,11 +33,12 @@ fn gunzip_to(src: &Path, dst: &Path) {
     std::fs::write(dst, out).unwrap();
 }
 
-#[test]
-fn c_program_embeds_mnist_through_the_header() {
+/// Compiles tests/c/<name>.c under ASan + UBSan against the header and the static library,
+/// runs it on the bundled digits, and returns its report.
+fn compile_and_run(name: &str) -> String {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_api");
     std::fs::create_dir_all(&tmp).unwrap();
-    let exe = tmp.join("test_tsne");
+    let exe = tmp.join(name);
     let out = Command::new("gcc")
         .args([
             "-std=c11",
@@ -51,7 +52,7 @@ fn c_program_embeds_mnist_through_the_header() {
         ])
         .arg("-I")
         .arg(root().join("include"))
-        .arg(root().join("tests/c/test_tsne.c"))
+        .arg(root().join(format!("tests/c/{name}.c")))
         .arg(static_lib())
         .args(["-lpthread", "-ldl", "-lm", "-o"])
         .arg(&exe)
@@ -62,8 +63,11 @@ fn c_program_embeds_mnist_through_the_header() {
         "gcc failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-
-    let (images, labels) = (tmp.join("images.idx"), tmp.join("labels.idx"));
+    // Each program gets its own copy: the tests run concurrently.
+    let (images, labels) = (
+        tmp.join(format!("{name}-images.idx")),
+        tmp.join(format!("{name}-labels.idx")),
+    );
     gunzip_to(&root().join("data/t10k-images.idx3-ubyte.gz"), &images);
     gunzip_to(&root().join("data/t10k-labels.idx1-ubyte.gz"), &labels);
     let run = Command::new(&exe)
@@ -72,7 +76,7 @@ fn c_program_embeds_mnist_through_the_header() {
         .env("ASAN_OPTIONS", "detect_leaks=1")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stdout = String::from_utf8_lossy(&run.stdout).to_string();
     println!("{stdout}");
     assert!(
         run.status.success(),
@@ -80,4 +84,15 @@ fn c_program_embeds_mnist_through_the_header() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(stdout.contains(" 0 failed"), "{stdout}");
+    stdout
+}
+
+#[test]
+fn c_program_embeds_mnist_through_the_header() {
+    compile_and_run("test_tsne");
+}
+
+#[test]
+fn c_program_runs_umap_and_the_spectrum_through_the_header() {
+    compile_and_run("test_umap_ne");
 }
