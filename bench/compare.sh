@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
-# Benchmark: ember t-SNE against openTSNE 1.0.4, side by side in one run, on MNIST.
-#   bench/compare.sh demo [RUNS]      the bundled test set, 10 000 × 784
-#   bench/compare.sh mnist70k [RUNS]  train + test from ../shared/data/mnist, 70 000 × 784
-# Writes bench/results/<dataset>.md (pasted into BENCHMARKS.md). RUNS defaults to 3.
-# Needs python3; numpy and openTSNE go into a throwaway venv.
+# Benchmark ember against the reference implementation, side by side in one run, on MNIST.
+#   bench/compare.sh DATASET [RUNS] [METHOD]
+#   DATASET: demo      the bundled test set, 10 000 × 784
+#            mnist70k  train + test from ../shared/data/mnist, 70 000 × 784
+#   METHOD:  tsne      ember tsne      vs openTSNE 1.0.4 (default)
+#            umap      ember umap      vs umap-learn 0.5.12
+#            spectrum  ember ne --spectrum 0,0.25,0.5,0.75,1 (five Neg-t-SNE embeddings
+#                      from one kNN graph) vs umap-learn once, for scale
+# Writes bench/results/<dataset>[-<method>].md (pasted into BENCHMARKS.md). RUNS defaults to 3.
+# Needs python3; numpy, openTSNE and umap-learn go into a throwaway venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dataset=${1:?dataset: demo or mnist70k}
 runs=${2:-3}
+method=${3:-tsne}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cargo build --release -q -p ember-cli
 ember=$PWD/target/release/ember
 
 python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install -q numpy openTSNE==1.0.4
+case $method in
+  tsne) "$work/venv/bin/pip" install -q numpy openTSNE==1.0.4 ;;
+  umap|spectrum) "$work/venv/bin/pip" install -q numpy umap-learn==0.5.12 ;;
+  *) echo "unknown method $method" >&2; exit 2 ;;
+esac
 "$work/venv/bin/python" - "$dataset" "$work" <<'PY'
 import gzip, sys, numpy as np
 dataset, work = sys.argv[1], sys.argv[2]
@@ -37,6 +47,13 @@ x = np.load(sys.argv[1]).astype(np.float32)
 y = openTSNE.TSNE(n_jobs=2, random_state=42).fit(x)
 np.save(sys.argv[2], np.asarray(y, dtype=np.float32))
 PY
+cat > "$work/umap_learn.py" <<'PY'
+import sys, numpy as np, umap
+x = np.load(sys.argv[1]).astype(np.float32)
+# No random_state: umap-learn only runs its SGD in parallel without one.
+y = umap.UMAP(n_jobs=2).fit_transform(x)
+np.save(sys.argv[2], np.asarray(y, dtype=np.float32))
+PY
 
 : > "$work/times"
 measure() { # name, output, command...
@@ -48,9 +65,31 @@ measure() { # name, output, command...
   done
   "$ember" eval "$work/x.npy" "$out" --labels "$work/labels.txt" > "$work/$name.eval"
 }
-measure ember "$work/ember.npy" "$ember" tsne "$work/x.npy" -o "$work/ember.npy"
+case $method in
+  tsne)
+    measure ember "$work/ember.npy" "$ember" tsne "$work/x.npy" -o "$work/ember.npy"
+    ref=openTSNE
+    measure openTSNE "$work/ot.npy" "$work/venv/bin/python" "$work/opentsne.py" "$work/x.npy" "$work/ot.npy"
+    what="t-SNE defaults"
+    ember_cmd='`ember tsne x.npy` with its defaults, 2 threads'
+    ref_cmd='openTSNE 1.0.4 from PyPI: `TSNE(n_jobs=2, random_state=42).fit(x)`' ;;
+  umap)
+    measure ember "$work/ember.npy" "$ember" umap "$work/x.npy" -o "$work/ember.npy"
+    ref=umap-learn
+    measure umap-learn "$work/ul.npy" "$work/venv/bin/python" "$work/umap_learn.py" "$work/x.npy" "$work/ul.npy"
+    what="UMAP defaults"
+    ember_cmd='`ember umap x.npy` with its defaults, 2 threads'
+    ref_cmd='umap-learn 0.5.12 from PyPI: `UMAP(n_jobs=2).fit_transform(x)` (JIT compilation included)' ;;
+  spectrum)
+    # Quality is reported for the s = 0 panel (t-SNE-like end).
+    measure ember "$work/sp_s0.npy" "$ember" ne "$work/x.npy" --spectrum 0,0.25,0.5,0.75,1 -o "$work/sp.npy"
+    ref=umap-learn
+    measure umap-learn "$work/ul.npy" "$work/venv/bin/python" "$work/umap_learn.py" "$work/x.npy" "$work/ul.npy"
+    what="five-point Neg-t-SNE spectrum (one kNN graph)"
+    ember_cmd='`ember ne x.npy --spectrum 0,0.25,0.5,0.75,1`, 2 threads; quality of the s = 0 panel'
+    ref_cmd='umap-learn 0.5.12, one embedding, for scale: `UMAP(n_jobs=2).fit_transform(x)`' ;;
+esac
 stages=$(grep '^stages:' "$work/ember.log" | sed 's/^stages: //')
-measure openTSNE "$work/ot.npy" "$work/venv/bin/python" "$work/opentsne.py" "$work/x.npy" "$work/ot.npy"
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 col() { awk -v n="$1" -v c="$2" '$1==n {print $c}' "$work/times"; }
@@ -61,22 +100,24 @@ row() {
 }
 n=$(wc -l < "$work/labels.txt")
 ew=$(col ember 2 | median)
-ow=$(col openTSNE 2 | median)
+ow=$(col "$ref" 2 | median)
 mkdir -p bench/results
+out=bench/results/$dataset.md
+[ "$method" = tsne ] || out=bench/results/$dataset-$method.md
 {
-  echo "### MNIST $dataset: $n × 784 → 2-D, t-SNE defaults"
+  echo "### MNIST $dataset: $n × 784 → 2-D, $what"
   echo
   echo "- Date: $(date -u +%Y-%m-%d). Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')."
-  echo "- Command: \`bench/compare.sh $dataset $runs\`. ember: \`ember tsne x.npy\` with its defaults, 2 threads."
-  echo "  openTSNE 1.0.4 from PyPI: \`TSNE(n_jobs=2, random_state=42).fit(x)\`."
+  echo "- Command: \`bench/compare.sh $dataset $runs $method\`. ember: $ember_cmd."
+  echo "  $ref_cmd."
   echo "- Wall time and peak RSS from \`/usr/bin/time\` (median of $runs runs; input loading included); quality by \`ember eval\` on the last run."
   echo "- ember's stages in its last run: $stages."
   echo
   echo "| run | median wall s | all runs s | peak RSS | recall@10 | 10-NN accuracy |"
   echo "|---|---|---|---|---|---|"
   row ember
-  row openTSNE
+  row "$ref"
   echo
-  echo "openTSNE / ember wall-time ratio: $(awk -v a="$ow" -v b="$ew" 'BEGIN {printf "%.2f", a/b}')×."
-} > "bench/results/$dataset.md"
-cat "bench/results/$dataset.md"
+  echo "$ref / ember wall-time ratio: $(awk -v a="$ow" -v b="$ew" 'BEGIN {printf "%.2f", a/b}')×."
+} > "$out"
+cat "$out"

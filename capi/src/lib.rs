@@ -37,6 +37,8 @@ pub enum ember_status {
     EMBER_ERR_STRUCT_SIZE = 9,
     /// An internal error (a bug in ember); no panic ever crosses this boundary.
     EMBER_ERR_INTERNAL = 10,
+    /// A zero vector where cosine similarity needs a direction.
+    EMBER_ERR_ZERO_VECTOR = 11,
 }
 use ember_status::*;
 
@@ -131,6 +133,7 @@ fn from_core(e: Error) -> ember_status {
         Error::PerplexityTooLarge { .. } => EMBER_ERR_PERPLEXITY_TOO_LARGE,
         Error::BufferTooSmall { .. } => EMBER_ERR_INTERNAL,
         Error::Cancelled => EMBER_CANCELLED,
+        Error::ZeroVector { .. } => EMBER_ERR_ZERO_VECTOR,
     };
     fail(s, &e.to_string())
 }
@@ -838,6 +841,7 @@ pub extern "C" fn ember_status_message(status: i32) -> *const c_char {
         8 => b"out of memory\0",
         9 => b"struct_size does not match this library\0",
         10 => b"internal error\0",
+        11 => b"a zero vector has no cosine similarity\0",
         _ => b"unknown status code\0",
     };
     s.as_ptr().cast()

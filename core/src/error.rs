@@ -33,6 +33,8 @@ pub enum Error {
     },
     /// The observer asked to stop; outputs hold the state reached so far.
     Cancelled,
+    /// A vector of zero length where a direction is needed (cosine similarity).
+    ZeroVector { row: usize },
 }
 
 impl fmt::Display for Error {
@@ -65,6 +67,10 @@ impl fmt::Display for Error {
                 write!(f, "buffer '{what}' too small: need {needed}, got {got}")
             }
             Error::Cancelled => write!(f, "cancelled by the progress observer"),
+            Error::ZeroVector { row } => write!(
+                f,
+                "row {row} is a zero vector: its cosine similarity is undefined"
+            ),
         }
     }
 }

@@ -8,9 +8,11 @@
 
 pub mod affinity;
 pub mod bh;
+pub mod contrastive;
 pub mod error;
 pub mod fft;
 pub mod fft_repulsion;
+pub mod gemm;
 pub mod gradient;
 pub mod init;
 pub mod knn;
