@@ -50,6 +50,22 @@
 
 #define EMBER_GRAPH_BINARY 1
 
+#define EMBER_SIM_COSINE 0
+
+#define EMBER_SIM_STUDENT_T 1
+
+#define EMBER_SIM_GAUSSIAN 2
+
+#define EMBER_P_CSR 0
+
+#define EMBER_P_PAIRS 1
+
+#define EMBER_P_SAME_LABEL 2
+
+#define EMBER_NEIGHBOURHOOD_PERPLEXITY 0
+
+#define EMBER_NEIGHBOURHOOD_KNN 1
+
 // Result of every ember call. Values are stable and never reused.
 typedef enum ember_status {
   EMBER_OK = 0,
@@ -73,6 +89,8 @@ typedef enum ember_status {
   EMBER_ERR_STRUCT_SIZE = 9,
   // An internal error (a bug in ember); no panic ever crosses this boundary.
   EMBER_ERR_INTERNAL = 10,
+  // A zero vector where cosine similarity needs a direction.
+  EMBER_ERR_ZERO_VECTOR = 11,
 } ember_status;
 
 // t-SNE parameters. Fill with ember_tsne_params_default(), then change fields.
@@ -191,6 +209,31 @@ typedef struct ember_ne_params {
   uint64_t seed;
 } ember_ne_params;
 
+// How two vectors become a logit: EMBER_SIM_COSINE (param = temperature τ, logit cos/τ),
+// EMBER_SIM_STUDENT_T (param = degrees of freedom ν, logit −ν·log(1 + d²/ν); ν = 1 is the
+// Cauchy kernel of t-SimCNE), EMBER_SIM_GAUSSIAN (param = γ, logit −γ·d²).
+typedef struct ember_similarity {
+  uint32_t kind;
+  float param;
+} ember_similarity;
+
+// I-Con parameters. Fill with ember_icon_params_default().
+typedef struct ember_icon_params {
+  // sizeof(ember_icon_params) as the caller compiled it.
+  uint32_t struct_size;
+  // Where p comes from: EMBER_P_CSR (the p_* arrays), EMBER_P_PAIRS (rows 2k and 2k+1),
+  // EMBER_P_SAME_LABEL (uniform over the other rows with the same label).
+  uint32_t p_kind;
+  // The embedding's similarity q (default Student-t, ν = 1).
+  struct ember_similarity q;
+  // Non-zero: q and p are joint distributions over all pairs (t-SNE); zero: per row.
+  uint32_t joint;
+  // Debiasing α: p̃ = (1 − α)p + α·uniform (0).
+  float debias;
+  // Worker threads; 0 = all cores.
+  uint32_t threads;
+} ember_icon_params;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -276,6 +319,99 @@ enum ember_status ember_ne(const float *x,
                            float *y,
                            ember_progress_fn progress,
                            void *user);
+
+// InfoNCE / NT-Xent over `rows` vectors (an even number: views 2k and 2k+1 of item k are
+// positives) of dimension `d`, row `i` at `z + i * row_stride`. Writes the mean loss to
+// `*loss` and ∂loss/∂z to `grad` (rows × d, dense). `threads` 0 = all cores.
+//
+// # Safety
+// `z` holds the rows its stride addresses, `grad` rows × d floats, `loss` one double.
+enum ember_status ember_infonce(const float *z,
+                                size_t rows,
+                                size_t d,
+                                size_t row_stride,
+                                struct ember_similarity sim,
+                                uint32_t threads,
+                                double *loss,
+                                float *grad);
+
+// CLIP's symmetric loss between `a` and `b` (`batch` rows each; row i of one matches row i
+// of the other). Gradients go to `grad_a` and `grad_b` (batch × d each, dense).
+//
+// # Safety
+// As for ember_infonce, for both sets.
+enum ember_status ember_clip_loss(const float *a,
+                                  const float *b,
+                                  size_t batch,
+                                  size_t d,
+                                  size_t a_stride,
+                                  size_t b_stride,
+                                  struct ember_similarity sim,
+                                  uint32_t threads,
+                                  double *loss,
+                                  float *grad_a,
+                                  float *grad_b);
+
+// Supervised contrastive loss (SupCon): positives of row i are the other rows with its
+// label; rows whose label occurs once are left out of the mean.
+//
+// # Safety
+// As for ember_infonce; `labels` holds `rows` values.
+enum ember_status ember_supcon(const float *z,
+                               const uint32_t *labels,
+                               size_t rows,
+                               size_t d,
+                               size_t row_stride,
+                               struct ember_similarity sim,
+                               uint32_t threads,
+                               double *loss,
+                               float *grad);
+
+struct ember_icon_params ember_icon_params_default(void);
+
+// I-Con: Σ_i KL(p(·|i) ‖ q(·|i)) averaged over rows (or KL(P‖Q) when joint) for the
+// embedding `y` (rows × d, row stride `row_stride`). p as CSR (`p_indptr`: rows + 1 entries,
+// `p_indices`/`p_values`: p_indptr[rows] entries; NULL unless p_kind is EMBER_P_CSR), or from
+// `labels` (NULL unless EMBER_P_SAME_LABEL). Writes the loss and ∂loss/∂y (rows × d, dense).
+//
+// # Safety
+// Every non-NULL pointer holds what its description says.
+enum ember_status ember_icon_loss(const float *y,
+                                  size_t rows,
+                                  size_t d,
+                                  size_t row_stride,
+                                  const struct ember_icon_params *params,
+                                  const size_t *p_indptr,
+                                  const uint32_t *p_indices,
+                                  const float *p_values,
+                                  const uint32_t *labels,
+                                  double *loss,
+                                  float *grad);
+
+// Entries `ember_icon_neighbourhood` may write for `rows` points: the length its
+// `p_indices` and `p_values` need (`p_indptr` needs rows + 1). `kind` and `param` as there.
+size_t ember_icon_neighbourhood_bound(size_t rows, uint32_t kind, float param);
+
+// Builds I-Con's p from data `x` (rows × d, row stride): Gaussian affinities calibrated to
+// a perplexity (`kind` EMBER_NEIGHBOURHOOD_PERPLEXITY, `param` the perplexity; exactly
+// t-SNE's), or uniform over the k nearest neighbours (EMBER_NEIGHBOURHOOD_KNN, `param` = k).
+// Conditional rows, or symmetrised joint when `joint` is non-zero. Writes CSR into the
+// buffers (sized by ember_icon_neighbourhood_bound) and the entry count to `*nnz`.
+//
+// # Safety
+// `x` holds the rows its stride addresses; the outputs hold what the bound says.
+enum ember_status ember_icon_neighbourhood(const float *x,
+                                           size_t rows,
+                                           size_t d,
+                                           size_t row_stride,
+                                           uint32_t kind,
+                                           float param,
+                                           uint32_t joint,
+                                           uint32_t threads,
+                                           size_t *p_indptr,
+                                           uint32_t *p_indices,
+                                           float *p_values,
+                                           size_t *nnz);
 
 // A static, human-readable description of a status code.
 const char *ember_status_message(int32_t status);

@@ -2,6 +2,8 @@
 //! returns an `ember_status`; results go to caller-provided buffers.
 #![allow(non_camel_case_types)]
 
+use ember_core::affinity::CsrRef;
+use ember_core::contrastive::{self, Neighbourhood, Normalisation, Similarity, Targets};
 use ember_core::knn::Metric;
 use ember_core::ne::{NeGraph, NeLoss, NeParams, SgdSummary};
 use ember_core::threads::Threads;
@@ -824,6 +826,442 @@ pub unsafe extern "C" fn ember_ne(
             x, n, d, row_stride, col_stride, params, &s, 1, y, progress, user,
         )
     }
+}
+
+pub const EMBER_SIM_COSINE: u32 = 0;
+pub const EMBER_SIM_STUDENT_T: u32 = 1;
+pub const EMBER_SIM_GAUSSIAN: u32 = 2;
+pub const EMBER_P_CSR: u32 = 0;
+pub const EMBER_P_PAIRS: u32 = 1;
+pub const EMBER_P_SAME_LABEL: u32 = 2;
+pub const EMBER_NEIGHBOURHOOD_PERPLEXITY: u32 = 0;
+pub const EMBER_NEIGHBOURHOOD_KNN: u32 = 1;
+
+/// How two vectors become a logit: EMBER_SIM_COSINE (param = temperature τ, logit cos/τ),
+/// EMBER_SIM_STUDENT_T (param = degrees of freedom ν, logit −ν·log(1 + d²/ν); ν = 1 is the
+/// Cauchy kernel of t-SimCNE), EMBER_SIM_GAUSSIAN (param = γ, logit −γ·d²).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ember_similarity {
+    pub kind: u32,
+    pub param: f32,
+}
+
+fn similarity_of(s: ember_similarity) -> Result<Similarity, ember_status> {
+    match s.kind {
+        EMBER_SIM_COSINE => Ok(Similarity::Cosine { tau: s.param }),
+        EMBER_SIM_STUDENT_T => Ok(Similarity::StudentT { dof: s.param }),
+        EMBER_SIM_GAUSSIAN => Ok(Similarity::Gaussian { gamma: s.param }),
+        _ => Err(fail(
+            EMBER_ERR_INVALID_PARAMETER,
+            "invalid similarity kind: use EMBER_SIM_COSINE, _STUDENT_T or _GAUSSIAN",
+        )),
+    }
+}
+
+/// Checks a row-strided matrix argument and views it.
+fn rows_view<'a>(
+    x: *const f32,
+    n: usize,
+    d: usize,
+    stride: usize,
+    what: &str,
+) -> Result<MatRef<'a>, ember_status> {
+    if x.is_null() {
+        return Err(fail(
+            EMBER_ERR_NULL_POINTER,
+            &format!("{what} must not be NULL"),
+        ));
+    }
+    if n == 0 || d == 0 || stride < d {
+        return Err(fail(
+            EMBER_ERR_SHAPE,
+            &format!("{what}: need rows >= 1, d >= 1 and row_stride >= d"),
+        ));
+    }
+    let Some(span) = (n - 1).checked_mul(stride).and_then(|v| v.checked_add(d)) else {
+        return Err(fail(EMBER_ERR_SHAPE, "strides overflow"));
+    };
+    // SAFETY: the caller promised `x` holds the rows the stride addresses.
+    let xs = unsafe { std::slice::from_raw_parts(x, span) };
+    MatRef::new(xs, n, d, stride).map_err(from_core)
+}
+
+/// A caller's output buffer of `len` floats.
+fn out_slice<'a>(p: *mut f32, len: usize, what: &str) -> Result<&'a mut [f32], ember_status> {
+    if p.is_null() {
+        return Err(fail(
+            EMBER_ERR_NULL_POINTER,
+            &format!("{what} must not be NULL"),
+        ));
+    }
+    // SAFETY: the caller promised `len` writable floats.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
+}
+
+/// Runs a contrastive loss with scratch for `m` rows against `n` columns of dimension `d`.
+fn with_contrastive_scratch(
+    m: usize,
+    n: usize,
+    d: usize,
+    loss: *mut f64,
+    f: impl FnOnce(&mut [u8]) -> ember_core::Result<f64>,
+) -> ember_status {
+    if loss.is_null() {
+        return fail(EMBER_ERR_NULL_POINTER, "loss must not be NULL");
+    }
+    let mut scratch = match try_zeroed::<u8>(contrastive::contrastive_scratch(m, n, d).bytes()) {
+        Ok(v) => v,
+        Err(s) => return s,
+    };
+    match f(&mut scratch) {
+        Ok(l) => {
+            // SAFETY: non-NULL, checked above.
+            unsafe { *loss = l };
+            EMBER_OK
+        }
+        Err(e) => from_core(e),
+    }
+}
+
+/// InfoNCE / NT-Xent over `rows` vectors (an even number: views 2k and 2k+1 of item k are
+/// positives) of dimension `d`, row `i` at `z + i * row_stride`. Writes the mean loss to
+/// `*loss` and ∂loss/∂z to `grad` (rows × d, dense). `threads` 0 = all cores.
+///
+/// # Safety
+/// `z` holds the rows its stride addresses, `grad` rows × d floats, `loss` one double.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_infonce(
+    z: *const f32,
+    rows: usize,
+    d: usize,
+    row_stride: usize,
+    sim: ember_similarity,
+    threads: u32,
+    loss: *mut f64,
+    grad: *mut f32,
+) -> ember_status {
+    guard(|| {
+        let (zm, sim, g) = match (
+            rows_view(z, rows, d, row_stride, "z"),
+            similarity_of(sim),
+            out_slice(grad, rows * d, "grad"),
+        ) {
+            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            (Err(s), _, _) | (_, Err(s), _) | (_, _, Err(s)) => return s,
+        };
+        let par = Threads::new(threads as usize);
+        with_contrastive_scratch(rows, rows, d, loss, |s| {
+            contrastive::info_nce(zm, sim, &par, s, g)
+        })
+    })
+}
+
+/// CLIP's symmetric loss between `a` and `b` (`batch` rows each; row i of one matches row i
+/// of the other). Gradients go to `grad_a` and `grad_b` (batch × d each, dense).
+///
+/// # Safety
+/// As for ember_infonce, for both sets.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_clip_loss(
+    a: *const f32,
+    b: *const f32,
+    batch: usize,
+    d: usize,
+    a_stride: usize,
+    b_stride: usize,
+    sim: ember_similarity,
+    threads: u32,
+    loss: *mut f64,
+    grad_a: *mut f32,
+    grad_b: *mut f32,
+) -> ember_status {
+    guard(|| {
+        let (am, bm, sim) = match (
+            rows_view(a, batch, d, a_stride, "a"),
+            rows_view(b, batch, d, b_stride, "b"),
+            similarity_of(sim),
+        ) {
+            (Ok(x), Ok(y), Ok(z)) => (x, y, z),
+            (Err(s), _, _) | (_, Err(s), _) | (_, _, Err(s)) => return s,
+        };
+        let (ga, gb) = match (
+            out_slice(grad_a, batch * d, "grad_a"),
+            out_slice(grad_b, batch * d, "grad_b"),
+        ) {
+            (Ok(x), Ok(y)) => (x, y),
+            (Err(s), _) | (_, Err(s)) => return s,
+        };
+        let par = Threads::new(threads as usize);
+        with_contrastive_scratch(batch, batch, d, loss, |s| {
+            contrastive::clip_loss(am, bm, sim, &par, s, ga, gb)
+        })
+    })
+}
+
+/// Supervised contrastive loss (SupCon): positives of row i are the other rows with its
+/// label; rows whose label occurs once are left out of the mean.
+///
+/// # Safety
+/// As for ember_infonce; `labels` holds `rows` values.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_supcon(
+    z: *const f32,
+    labels: *const u32,
+    rows: usize,
+    d: usize,
+    row_stride: usize,
+    sim: ember_similarity,
+    threads: u32,
+    loss: *mut f64,
+    grad: *mut f32,
+) -> ember_status {
+    guard(|| {
+        if labels.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "labels must not be NULL");
+        }
+        let (zm, sim, g) = match (
+            rows_view(z, rows, d, row_stride, "z"),
+            similarity_of(sim),
+            out_slice(grad, rows * d, "grad"),
+        ) {
+            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            (Err(s), _, _) | (_, Err(s), _) | (_, _, Err(s)) => return s,
+        };
+        // SAFETY: the caller promised `rows` labels.
+        let l = unsafe { std::slice::from_raw_parts(labels, rows) };
+        let par = Threads::new(threads as usize);
+        with_contrastive_scratch(rows, rows, d, loss, |s| {
+            contrastive::supcon(zm, l, sim, &par, s, g)
+        })
+    })
+}
+
+/// I-Con parameters. Fill with ember_icon_params_default().
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ember_icon_params {
+    /// sizeof(ember_icon_params) as the caller compiled it.
+    pub struct_size: u32,
+    /// Where p comes from: EMBER_P_CSR (the p_* arrays), EMBER_P_PAIRS (rows 2k and 2k+1),
+    /// EMBER_P_SAME_LABEL (uniform over the other rows with the same label).
+    pub p_kind: u32,
+    /// The embedding's similarity q (default Student-t, ν = 1).
+    pub q: ember_similarity,
+    /// Non-zero: q and p are joint distributions over all pairs (t-SNE); zero: per row.
+    pub joint: u32,
+    /// Debiasing α: p̃ = (1 − α)p + α·uniform (0).
+    pub debias: f32,
+    /// Worker threads; 0 = all cores.
+    pub threads: u32,
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn ember_icon_params_default() -> ember_icon_params {
+    ember_icon_params {
+        struct_size: size_of::<ember_icon_params>() as u32,
+        p_kind: EMBER_P_CSR,
+        q: ember_similarity {
+            kind: EMBER_SIM_STUDENT_T,
+            param: 1.0,
+        },
+        joint: 0,
+        debias: 0.0,
+        threads: 0,
+    }
+}
+
+/// I-Con: Σ_i KL(p(·|i) ‖ q(·|i)) averaged over rows (or KL(P‖Q) when joint) for the
+/// embedding `y` (rows × d, row stride `row_stride`). p as CSR (`p_indptr`: rows + 1 entries,
+/// `p_indices`/`p_values`: p_indptr[rows] entries; NULL unless p_kind is EMBER_P_CSR), or from
+/// `labels` (NULL unless EMBER_P_SAME_LABEL). Writes the loss and ∂loss/∂y (rows × d, dense).
+///
+/// # Safety
+/// Every non-NULL pointer holds what its description says.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_icon_loss(
+    y: *const f32,
+    rows: usize,
+    d: usize,
+    row_stride: usize,
+    params: *const ember_icon_params,
+    p_indptr: *const usize,
+    p_indices: *const u32,
+    p_values: *const f32,
+    labels: *const u32,
+    loss: *mut f64,
+    grad: *mut f32,
+) -> ember_status {
+    guard(|| {
+        // SAFETY: the caller promised NULL or a valid struct.
+        let cp = match unsafe {
+            read_params(params, ember_icon_params_default(), "ember_icon_params")
+        } {
+            Ok(c) => c,
+            Err(s) => return s,
+        };
+        let (ym, q, g) = match (
+            rows_view(y, rows, d, row_stride, "y"),
+            similarity_of(cp.q),
+            out_slice(grad, rows * d, "grad"),
+        ) {
+            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            (Err(s), _, _) | (_, Err(s), _) | (_, _, Err(s)) => return s,
+        };
+        let csr_storage;
+        let label_storage;
+        let targets = match cp.p_kind {
+            EMBER_P_CSR => {
+                if p_indptr.is_null() || p_indices.is_null() || p_values.is_null() {
+                    return fail(
+                        EMBER_ERR_NULL_POINTER,
+                        "p_indptr, p_indices and p_values must not be NULL",
+                    );
+                }
+                // SAFETY: the caller promised rows + 1 offsets, then that many entries.
+                let indptr = unsafe { std::slice::from_raw_parts(p_indptr, rows + 1) };
+                if indptr.windows(2).any(|w| w[0] > w[1]) || indptr[0] != 0 {
+                    return fail(
+                        EMBER_ERR_INVALID_PARAMETER,
+                        "p_indptr must start at 0 and never decrease",
+                    );
+                }
+                let nnz = indptr[rows];
+                // SAFETY: as above.
+                let (idx, val) = unsafe {
+                    (
+                        std::slice::from_raw_parts(p_indices, nnz),
+                        std::slice::from_raw_parts(p_values, nnz),
+                    )
+                };
+                csr_storage = CsrRef {
+                    indptr,
+                    indices: idx,
+                    values: val,
+                };
+                Targets::Sparse(csr_storage)
+            }
+            EMBER_P_PAIRS => Targets::Pairs,
+            EMBER_P_SAME_LABEL => {
+                if labels.is_null() {
+                    return fail(
+                        EMBER_ERR_NULL_POINTER,
+                        "labels must not be NULL for EMBER_P_SAME_LABEL",
+                    );
+                }
+                // SAFETY: the caller promised `rows` labels.
+                label_storage = unsafe { std::slice::from_raw_parts(labels, rows) };
+                Targets::SameLabel(label_storage)
+            }
+            _ => {
+                return fail(
+                    EMBER_ERR_INVALID_PARAMETER,
+                    "invalid p_kind: use EMBER_P_CSR, _PAIRS or _SAME_LABEL",
+                );
+            }
+        };
+        let norm = if cp.joint != 0 {
+            Normalisation::Joint
+        } else {
+            Normalisation::Row
+        };
+        let par = Threads::new(cp.threads as usize);
+        with_contrastive_scratch(rows, rows, d, loss, |s| {
+            contrastive::icon_loss(ym, targets, q, norm, cp.debias, &par, s, g)
+        })
+    })
+}
+
+/// Entries `ember_icon_neighbourhood` may write for `rows` points: the length its
+/// `p_indices` and `p_values` need (`p_indptr` needs rows + 1). `kind` and `param` as there.
+#[unsafe(no_mangle)]
+pub extern "C" fn ember_icon_neighbourhood_bound(rows: usize, kind: u32, param: f32) -> usize {
+    match neighbourhood_of(kind, param) {
+        Ok(k) => contrastive::neighbourhood_nnz_bound(rows, k),
+        Err(_) => 0,
+    }
+}
+
+fn neighbourhood_of(kind: u32, param: f32) -> Result<Neighbourhood, ember_status> {
+    match kind {
+        EMBER_NEIGHBOURHOOD_PERPLEXITY => Ok(Neighbourhood::Perplexity(param)),
+        EMBER_NEIGHBOURHOOD_KNN if param >= 1.0 && param.fract() == 0.0 => {
+            Ok(Neighbourhood::Knn(param as usize))
+        }
+        EMBER_NEIGHBOURHOOD_KNN => Err(fail(
+            EMBER_ERR_INVALID_PARAMETER,
+            "k must be a whole number >= 1",
+        )),
+        _ => Err(fail(
+            EMBER_ERR_INVALID_PARAMETER,
+            "invalid neighbourhood: use EMBER_NEIGHBOURHOOD_PERPLEXITY or _KNN",
+        )),
+    }
+}
+
+/// Builds I-Con's p from data `x` (rows × d, row stride): Gaussian affinities calibrated to
+/// a perplexity (`kind` EMBER_NEIGHBOURHOOD_PERPLEXITY, `param` the perplexity; exactly
+/// t-SNE's), or uniform over the k nearest neighbours (EMBER_NEIGHBOURHOOD_KNN, `param` = k).
+/// Conditional rows, or symmetrised joint when `joint` is non-zero. Writes CSR into the
+/// buffers (sized by ember_icon_neighbourhood_bound) and the entry count to `*nnz`.
+///
+/// # Safety
+/// `x` holds the rows its stride addresses; the outputs hold what the bound says.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_icon_neighbourhood(
+    x: *const f32,
+    rows: usize,
+    d: usize,
+    row_stride: usize,
+    kind: u32,
+    param: f32,
+    joint: u32,
+    threads: u32,
+    p_indptr: *mut usize,
+    p_indices: *mut u32,
+    p_values: *mut f32,
+    nnz: *mut usize,
+) -> ember_status {
+    guard(|| {
+        if p_indptr.is_null() || p_indices.is_null() || p_values.is_null() || nnz.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "output pointers must not be NULL");
+        }
+        let (xm, k) = match (
+            rows_view(x, rows, d, row_stride, "x"),
+            neighbourhood_of(kind, param),
+        ) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(s), _) | (_, Err(s)) => return s,
+        };
+        let bound = contrastive::neighbourhood_nnz_bound(rows, k);
+        // SAFETY: the caller sized the outputs by ember_icon_neighbourhood_bound.
+        let (ip, ix, iv) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(p_indptr, rows + 1),
+                std::slice::from_raw_parts_mut(p_indices, bound),
+                std::slice::from_raw_parts_mut(p_values, bound),
+            )
+        };
+        let mut scratch =
+            match try_zeroed::<u8>(contrastive::neighbourhood_scratch(rows, k).bytes()) {
+                Ok(v) => v,
+                Err(s) => return s,
+            };
+        let norm = if joint != 0 {
+            Normalisation::Joint
+        } else {
+            Normalisation::Row
+        };
+        let par = Threads::new(threads as usize);
+        match contrastive::neighbourhood(xm, k, norm, &par, &mut scratch, ip, ix, iv) {
+            Ok(count) => {
+                // SAFETY: non-NULL, checked above.
+                unsafe { *nnz = count };
+                EMBER_OK
+            }
+            Err(e) => from_core(e),
+        }
+    })
 }
 
 /// A static, human-readable description of a status code.

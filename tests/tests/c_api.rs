@@ -38,6 +38,20 @@ fn gunzip_to(src: &Path, dst: &Path) {
 fn compile_and_run(name: &str) -> String {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_api");
     std::fs::create_dir_all(&tmp).unwrap();
+    // Each program gets its own copy: the tests run concurrently.
+    let (images, labels) = (
+        tmp.join(format!("{name}-images.idx")),
+        tmp.join(format!("{name}-labels.idx")),
+    );
+    gunzip_to(&root().join("data/t10k-images.idx3-ubyte.gz"), &images);
+    gunzip_to(&root().join("data/t10k-labels.idx1-ubyte.gz"), &labels);
+    compile_and_run_with(name, &[images, labels])
+}
+
+/// Compiles tests/c/<name>.c as `compile_and_run` does and runs it with `args`.
+fn compile_and_run_with(name: &str, args: &[PathBuf]) -> String {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_api");
+    std::fs::create_dir_all(&tmp).unwrap();
     let exe = tmp.join(name);
     let out = Command::new("gcc")
         .args([
@@ -63,16 +77,8 @@ fn compile_and_run(name: &str) -> String {
         "gcc failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Each program gets its own copy: the tests run concurrently.
-    let (images, labels) = (
-        tmp.join(format!("{name}-images.idx")),
-        tmp.join(format!("{name}-labels.idx")),
-    );
-    gunzip_to(&root().join("data/t10k-images.idx3-ubyte.gz"), &images);
-    gunzip_to(&root().join("data/t10k-labels.idx1-ubyte.gz"), &labels);
     let run = Command::new(&exe)
-        .arg(&images)
-        .arg(&labels)
+        .args(args)
         .env("ASAN_OPTIONS", "detect_leaks=1")
         .output()
         .unwrap();
@@ -95,4 +101,13 @@ fn c_program_embeds_mnist_through_the_header() {
 #[test]
 fn c_program_runs_umap_and_the_spectrum_through_the_header() {
     compile_and_run("test_umap_ne");
+}
+
+#[test]
+fn c_program_checks_the_contrastive_kernels_against_the_fixtures() {
+    let report = compile_and_run_with(
+        "test_contrastive",
+        &[root().join("tests/fixtures/contrastive")],
+    );
+    assert!(report.contains("icon with p from ember_icon_neighbourhood"));
 }
