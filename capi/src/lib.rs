@@ -477,8 +477,9 @@ pub struct ember_ne_params {
     pub zbar: f64,
     /// SGD epochs; 0 = 500 up to 10 000 points, 200 above.
     pub epochs: u32,
-    /// Epochs first run at the UMAP end (s = 1), like early exaggeration (0).
-    pub early_epochs: u32,
+    /// Epochs first run at the UMAP end (s = 1), like early exaggeration; -1 (default) =
+    /// auto: none up to 10 000 points, half of the epochs above.
+    pub early_epochs: i32,
     /// Initial learning rate (1), annealed linearly to 0.
     pub learning_rate: f32,
     /// Output curve of the UMAP loss (0.1 and 1).
@@ -510,7 +511,7 @@ pub extern "C" fn ember_ne_params_default() -> ember_ne_params {
         s: d.s,
         zbar: d.zbar,
         epochs: d.epochs as u32,
-        early_epochs: d.early_epochs as u32,
+        early_epochs: -1,
         learning_rate: d.learning_rate,
         min_dist: d.min_dist,
         spread: d.spread,
@@ -703,7 +704,7 @@ fn ne_to_core(cp: &ember_ne_params) -> Result<NeParams, ember_status> {
         zbar: cp.zbar,
         negatives: cp.negatives as usize,
         epochs: cp.epochs as usize,
-        early_epochs: cp.early_epochs as usize,
+        early_epochs: (cp.early_epochs >= 0).then_some(cp.early_epochs as usize),
         learning_rate: cp.learning_rate,
         min_dist: cp.min_dist,
         spread: cp.spread,
@@ -899,6 +900,12 @@ fn out_slice<'a>(p: *mut f32, len: usize, what: &str) -> Result<&'a mut [f32], e
     Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
 }
 
+thread_local! {
+    /// Scratch of the contrastive kernels, kept per calling thread: a training loop calls them
+    /// with the same shapes every step, and fresh pages cost the kernel clearing them.
+    static CONTRASTIVE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Runs a contrastive loss with scratch for `m` rows against `n` columns of dimension `d`.
 fn with_contrastive_scratch(
     m: usize,
@@ -910,18 +917,32 @@ fn with_contrastive_scratch(
     if loss.is_null() {
         return fail(EMBER_ERR_NULL_POINTER, "loss must not be NULL");
     }
-    let mut scratch = match try_zeroed::<u8>(contrastive::contrastive_scratch(m, n, d).bytes()) {
-        Ok(v) => v,
-        Err(s) => return s,
-    };
-    match f(&mut scratch) {
-        Ok(l) => {
-            // SAFETY: non-NULL, checked above.
-            unsafe { *loss = l };
-            EMBER_OK
+    let bytes = contrastive::contrastive_scratch(m, n, d).bytes();
+    CONTRASTIVE_SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < bytes {
+            let more = bytes - buf.len();
+            if buf.try_reserve_exact(more).is_err() {
+                return fail(EMBER_ERR_ALLOCATION, "out of memory");
+            }
+            buf.resize(bytes, 0);
         }
-        Err(e) => from_core(e),
-    }
+        match f(&mut buf[..bytes]) {
+            Ok(l) => {
+                // SAFETY: non-NULL, checked above.
+                unsafe { *loss = l };
+                EMBER_OK
+            }
+            Err(e) => from_core(e),
+        }
+    })
+}
+
+/// Frees the scratch the contrastive functions keep on the calling thread (they keep the
+/// largest used so far, for reuse by the next call).
+#[unsafe(no_mangle)]
+pub extern "C" fn ember_release_scratch() {
+    CONTRASTIVE_SCRATCH.with(|cell| *cell.borrow_mut() = Vec::new());
 }
 
 /// InfoNCE / NT-Xent over `rows` vectors (an even number: views 2k and 2k+1 of item k are

@@ -39,6 +39,9 @@ enum Command {
     /// Contrastive neighbour embedding (NEG / Neg-t-SNE, NCE, InfoNC-t-SNE, UMAP loss),
     /// one embedding or a spectrum of them from t-SNE-like (s = 0) to UMAP-like (s = 1).
     Ne(NeArgs),
+    /// I-Con as an embedding method: minimise Σ_i KL(p(·|i) ‖ q(·|i)) with p from the data and
+    /// q from the embedding, every pair exact (for up to some ten thousand points).
+    Icon(IconArgs),
     /// Score an embedding: recall@k of input-space neighbours and k-NN accuracy.
     Eval(EvalArgs),
 }
@@ -258,11 +261,77 @@ struct NeArgs {
     /// Positive pairs from UMAP's fuzzy graph (drawn by weight) or the binary kNN graph.
     #[arg(long, value_enum, default_value = "fuzzy")]
     graph: GraphArg,
-    /// Epochs first run at the UMAP end of the spectrum (like early exaggeration).
-    #[arg(long, default_value_t = 0)]
-    early_epochs: usize,
+    /// Epochs first run at the UMAP end of the spectrum (like early exaggeration): a number,
+    /// or "auto" (none up to 10 000 points, half of --epochs above).
+    #[arg(long, default_value = "auto")]
+    early_epochs: String,
     #[arg(long, value_enum, default_value = "pca")]
     init: SgdInitArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PArg {
+    Knn,
+    Perplexity,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum QArg {
+    StudentT,
+    Gaussian,
+    Cosine,
+}
+
+#[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
+struct IconArgs {
+    /// Data, as for `ember tsne`; without INPUT, the bundled MNIST test set.
+    input: Option<PathBuf>,
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    #[arg(short, long, default_value = "embedding.csv")]
+    output: PathBuf,
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    #[arg(long, default_value_t = 2)]
+    dims: usize,
+    /// p: uniform over the k nearest neighbours, or Gaussian calibrated to a perplexity.
+    #[arg(long, value_enum, default_value = "knn")]
+    p: PArg,
+    #[arg(long, default_value_t = 15)]
+    k: usize,
+    #[arg(long, default_value_t = 30.0)]
+    perplexity: f32,
+    /// q: Student-t (--dof), Gaussian (--gamma) or cosine softmax (--tau).
+    #[arg(long, value_enum, default_value = "student-t")]
+    q: QArg,
+    #[arg(long, default_value_t = 1.0)]
+    dof: f32,
+    #[arg(long, default_value_t = 1.0)]
+    gamma: f32,
+    #[arg(long, default_value_t = 0.5)]
+    tau: f32,
+    /// Normalise p and q over all pairs (t-SNE) instead of per row.
+    #[arg(long)]
+    joint: bool,
+    /// Debiasing α: p̃ = (1 − α)p + α·uniform.
+    #[arg(long, default_value_t = 0.0)]
+    alpha: f32,
+    #[arg(long, default_value_t = 300)]
+    iters: usize,
+    #[arg(long, default_value_t = 100)]
+    early_iters: usize,
+    #[arg(long, default_value_t = 4.0)]
+    exaggeration: f32,
+    /// A number, or "auto" for max(N / exaggeration, 50).
+    #[arg(long, default_value = "auto")]
+    learning_rate: String,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -291,6 +360,7 @@ fn main() -> ExitCode {
         Command::Tsne(a) => run_tsne(a),
         Command::Umap(a) => run_umap(a),
         Command::Ne(a) => run_ne(a),
+        Command::Icon(a) => run_icon(a),
         Command::Eval(a) => run_eval(a),
     };
     match result {
@@ -591,7 +661,12 @@ fn run_ne(a: NeArgs) -> Res<()> {
         zbar: a.zbar.unwrap_or(0.0),
         negatives: c.negatives,
         epochs: c.epochs,
-        early_epochs: a.early_epochs,
+        early_epochs: match a.early_epochs.as_str() {
+            "auto" => None,
+            v => Some(v.parse::<usize>().map_err(|_| {
+                format!("--early-epochs: expected a whole number or 'auto', got '{v}'")
+            })?),
+        },
         learning_rate: c.learning_rate,
         metric: c.metric.into(),
         knn: knn_method(c.knn),
@@ -673,6 +748,103 @@ fn run_ne(a: NeArgs) -> Res<()> {
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
+            plot.map(|p| format!(" and {}", p.display()))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn parse_learning_rate(s: &str) -> Res<f32> {
+    match s {
+        "auto" => Ok(0.0),
+        s => match s.parse::<f32>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+            _ => Err(format!(
+                "--learning-rate: expected a positive number or 'auto', got '{s}'"
+            )),
+        },
+    }
+}
+
+fn run_icon(a: IconArgs) -> Res<()> {
+    use ember_core::contrastive::{Neighbourhood, Normalisation, Similarity};
+    use ember_core::icon::{IconParams, icon_embed, icon_scratch};
+    let Loaded {
+        data,
+        labels,
+        plot,
+        src,
+    } = load(&a.input, &a.labels, &a.plot)?;
+    let out_kind = io::OutputKind::from_path(&a.output)?;
+    let params = IconParams {
+        dims: a.dims,
+        p: match a.p {
+            PArg::Knn => Neighbourhood::Knn(a.k),
+            PArg::Perplexity => Neighbourhood::Perplexity(a.perplexity),
+        },
+        q: match a.q {
+            QArg::StudentT => Similarity::StudentT { dof: a.dof },
+            QArg::Gaussian => Similarity::Gaussian { gamma: a.gamma },
+            QArg::Cosine => Similarity::Cosine { tau: a.tau },
+        },
+        norm: if a.joint {
+            Normalisation::Joint
+        } else {
+            Normalisation::Row
+        },
+        debias: a.alpha,
+        early_iters: a.early_iters,
+        iters: a.iters,
+        exaggeration: a.exaggeration,
+        learning_rate: parse_learning_rate(&a.learning_rate)?,
+        seed: a.seed,
+        ..IconParams::default()
+    };
+    params.validate().map_err(|e| e.to_string())?;
+    let n = data.rows;
+    let x = MatRef::dense(&data.values, n, data.cols).map_err(|e| format!("{src}: {e}"))?;
+    x.check_finite().map_err(|e| format!("{src}: {e}"))?;
+    let bytes = icon_scratch(n, data.cols, &params).bytes();
+    let mut scratch = Vec::new();
+    scratch.try_reserve_exact(bytes).map_err(|_| {
+        format!(
+            "{src}: I-Con keeps all N² = {} pairs and needs {:.1} GB, which could not be allocated",
+            n * n,
+            bytes as f64 / 1e9
+        )
+    })?;
+    scratch.resize(bytes, 0u8);
+    let mut y = vec![0.0f32; n * params.dims];
+    let mut obs = progress::Reporter::new(a.quiet);
+    let t0 = std::time::Instant::now();
+    let loss = icon_embed(
+        x,
+        &params,
+        &Threads::new(a.threads),
+        &mut obs,
+        &mut scratch,
+        &mut y,
+    )
+    .map_err(|e| format!("{src}: {e}"))?;
+    obs.finish();
+    io::write_embedding(&a.output, out_kind, &y, n, params.dims)?;
+    if let Some(p) = &plot {
+        plot::write_scatter(
+            p,
+            &y,
+            n,
+            params.dims,
+            labels.as_ref().map(|l| l.ids.as_slice()),
+        )?;
+    }
+    if !a.quiet {
+        eprintln!("stages: {}", obs.timing_summary());
+        eprintln!(
+            "embedded {n} × {} in {:.1} s; I-Con loss {loss:.4}; wrote {}{}",
+            data.cols,
+            t0.elapsed().as_secs_f64(),
+            a.output.display(),
             plot.map(|p| format!(" and {}", p.display()))
                 .unwrap_or_default()
         );

@@ -72,6 +72,9 @@ struct Spec<'a> {
     entropy: bool,
     /// Multiplies the loss and the gradient (CLIP's ½ per direction).
     scale: f64,
+    /// Multiplies p's pull in the gradient (not the loss): early exaggeration for I-Con
+    /// embeddings; 1 otherwise.
+    exaggeration: f64,
 }
 
 /// Scratch for any loss here with `m` rows against `n` columns of dimension `k`.
@@ -129,6 +132,7 @@ pub fn info_nce(
         debias: 0.0,
         entropy: false,
         scale: 1.0,
+        exaggeration: 1.0,
     };
     run(z, z, &spec, par, scratch, grad, None)
 }
@@ -152,6 +156,7 @@ pub fn supcon(
         debias: 0.0,
         entropy: false,
         scale: 1.0,
+        exaggeration: 1.0,
     };
     run(z, z, &spec, par, scratch, grad, None)
 }
@@ -181,6 +186,7 @@ pub fn clip_loss(
         debias: 0.0,
         entropy: false,
         scale: 0.5,
+        exaggeration: 1.0,
     };
     let l1 = run(a, b, &spec, par, scratch, grad_a, Some(grad_b))?;
     // The other direction adds its gradients onto the first's.
@@ -210,6 +216,7 @@ pub fn cross_entropy(
         debias: 0.0,
         entropy: false,
         scale: 1.0,
+        exaggeration: 1.0,
     };
     run(a, b, &spec, par, scratch, grad_a, Some(grad_b))
 }
@@ -228,6 +235,28 @@ pub fn icon_loss(
     scratch: &mut [u8],
     grad: &mut [f32],
 ) -> Result<f64> {
+    icon_loss_exaggerated(y, p, q, norm, debias, 1.0, par, scratch, grad)
+}
+
+/// `icon_loss` with p's pull in the gradient multiplied by `exaggeration` (the loss itself is
+/// not): the early-exaggeration phase of an I-Con embedding.
+#[allow(clippy::too_many_arguments)]
+pub fn icon_loss_exaggerated(
+    y: MatRef,
+    p: Targets,
+    q: Similarity,
+    norm: Normalisation,
+    debias: f32,
+    exaggeration: f64,
+    par: &dyn Parallel,
+    scratch: &mut [u8],
+    grad: &mut [f32],
+) -> Result<f64> {
+    ensure(
+        exaggeration.is_finite() && exaggeration > 0.0,
+        "exaggeration",
+        "must be a finite number > 0",
+    )?;
     ensure(
         debias.is_finite() && (0.0..=1.0).contains(&debias),
         "debias",
@@ -246,6 +275,7 @@ pub fn icon_loss(
         debias,
         entropy: true,
         scale: 1.0,
+        exaggeration,
     };
     run(y, y, &spec, par, scratch, grad, None)
 }
@@ -468,7 +498,8 @@ fn engine(
     let (am, bm) = (MatRef::dense(ap, m, k)?, MatRef::dense(bp, n, k)?);
     gemm::a_bt(am, bm, par, h);
 
-    // Logits in place, and each row's log-sum-exp.
+    // Each entry's stored value (the logit, or for Student-t the base 1/(1 + d²/ν), which
+    // spares a log and an exp per entry), and each row's log-sum-exp.
     let (sim, same) = (spec.sim, spec.same);
     let (na, nb) = (&*na, &*nb);
     crate::parallel::for_row_chunks2(
@@ -483,21 +514,25 @@ fn engine(
             for r in 0..rows {
                 let i = start + r;
                 let row = &mut hr[r * n..(r + 1) * n];
-                let mut max = f32::NEG_INFINITY;
                 for j in 0..n {
-                    let l = logit(sim, row[j], na[i], nb[j]);
-                    row[j] = l;
-                    if !(same && j == i) && l > max {
-                        max = l;
-                    }
+                    row[j] = stored(sim, row[j], na[i], nb[j]);
                 }
-                let mut sum = 0.0f64;
-                for j in 0..n {
-                    if !(same && j == i) {
-                        sum += libm::exp((row[j] - max) as f64);
-                    }
+                if same {
+                    row[i] = f32::NAN; // never read: the diagonal is skipped below
                 }
-                lr[r] = max as f64 + libm::log(sum);
+                let row = &*row;
+                let (a, b) = if same { (i, i + 1) } else { (n, n) };
+                let others = || row[..a].iter().chain(&row[b..]).copied();
+                lr[r] = match sim {
+                    Similarity::StudentT { dof } => {
+                        libm::log(others().map(|t| pow_dof(t, dof)).sum::<f64>())
+                    }
+                    _ => {
+                        let max = others().fold(f32::NEG_INFINITY, f32::max);
+                        let sum: f64 = others().map(|l| libm::expf(l - max) as f64).sum();
+                        max as f64 + libm::log(sum)
+                    }
+                };
             }
         },
     );
@@ -558,7 +593,7 @@ fn engine(
                 // The sparse part of p against the logits (still intact).
                 let (mut sparse_pl, mut entropy, mut nnz) = (0.0f64, 0.0f64, 0usize);
                 let p_sum = for_targets(&spec.targets, i, n, |j, p| {
-                    sparse_pl += p * row[j] as f64;
+                    sparse_pl += p * logit_of(sim, row[j]);
                     nnz += 1;
                     let pt = (1.0 - alpha) * p + alpha * uniform;
                     if pt > 0.0 {
@@ -572,21 +607,28 @@ fn engine(
                 let norm = joint_norm.unwrap_or(lse[i]);
                 // Dense part: H = w(s·q − α·u)·∂ℓ/∂x.
                 let mut logit_sum = 0.0f64;
+                let (a_f, b_f) = ((w * s_q) as f32, (w * alpha * uniform) as f32);
+                let inv_z = libm::exp(-norm);
                 for j in 0..n {
                     if same && j == i {
                         row[j] = 0.0;
                         continue;
                     }
-                    let l = row[j];
-                    logit_sum += l as f64;
-                    let q = libm::exp(l as f64 - norm);
-                    row[j] = (w * (s_q * q - alpha * uniform)) as f32 * chain(sim, l);
+                    let v = row[j];
+                    if alpha > 0.0 {
+                        logit_sum += logit_of(sim, v);
+                    }
+                    let q = match sim {
+                        Similarity::StudentT { dof } => (pow_dof(v, dof) * inv_z) as f32,
+                        _ => libm::expf((v as f64 - norm) as f32),
+                    };
+                    row[j] = (a_f * q - b_f) * chain_of(sim, v);
                 }
-                // Sparse part: −w(1 − α)p·∂ℓ/∂x, the logit recomputed where ∂ℓ/∂x needs it.
+                // Sparse part: −w(1 − α)p·∂ℓ/∂x, the stored value recomputed where needed.
                 if w != 0.0 {
                     for_targets(&spec.targets, i, n, |j, p| {
-                        let l = match sim {
-                            Similarity::StudentT { .. } => logit(
+                        let v = match sim {
+                            Similarity::StudentT { .. } => stored(
                                 sim,
                                 crate::simd::dot(&ap[i * k..(i + 1) * k], &bp[j * k..(j + 1) * k]),
                                 na[i],
@@ -594,7 +636,8 @@ fn engine(
                             ),
                             _ => 0.0,
                         };
-                        row[j] -= (w * (1.0 - alpha) * p) as f32 * chain(sim, l);
+                        row[j] -=
+                            (w * (1.0 - alpha) * p * spec.exaggeration) as f32 * chain_of(sim, v);
                     });
                     let mut row_loss =
                         s_i * norm - (1.0 - alpha) * sparse_pl - alpha * uniform * logit_sum;
@@ -615,10 +658,25 @@ fn engine(
     }
     let loss: f64 = partials[..tasks].iter().sum();
 
+    let (row_sums, col_sums) = sums.split_at_mut(m);
+    if same {
+        // One set: the gradient is (H + Hᵀ)·X, one product instead of two.
+        gemm::add_transpose(h, m, par);
+        gemm::g_b(h, m, am, par, ga);
+        if !matches!(sim, Similarity::Cosine { .. }) {
+            let hh = &*h;
+            for_row_chunks(par, m, 256, row_sums, 1, &|_, start, rows, out| {
+                for (r, o) in out.iter_mut().enumerate().take(rows) {
+                    *o = hh[(start + r) * m..(start + r + 1) * m].iter().sum();
+                }
+            });
+        }
+        finish(sim, ap, na, ga, row_sums, k, grad_a);
+        return Ok(loss);
+    }
     // Back to the vectors: ga = H·B, gb = Hᵀ·A.
     gemm::g_b(h, m, bm, par, ga);
     gemm::gt_a(h, n, am, par, gb);
-    let (row_sums, col_sums) = sums.split_at_mut(m);
     if !matches!(sim, Similarity::Cosine { .. }) {
         // Column sums of H over fixed column chunks, rows in order.
         let hh = &*h;
@@ -640,26 +698,44 @@ fn engine(
     Ok(loss)
 }
 
-/// ∂ℓ/∂x for the similarity's variable x (the cosine, or d²), from the logit.
+/// The value kept per entry: the logit, or for Student-t the base t = 1/(1 + d²/ν) of the
+/// kernel t^ν (so the logit is ν·ln t).
 #[inline(always)]
-fn chain(sim: Similarity, l: f32) -> f32 {
+fn stored(sim: Similarity, dot: f32, na: f32, nb: f32) -> f32 {
+    match sim {
+        Similarity::Cosine { tau } => dot / tau,
+        Similarity::StudentT { dof } => 1.0 / (1.0 + (na + nb - 2.0 * dot).max(0.0) / dof),
+        Similarity::Gaussian { gamma } => -gamma * (na + nb - 2.0 * dot).max(0.0),
+    }
+}
+
+/// The logit of a stored value.
+#[inline(always)]
+fn logit_of(sim: Similarity, v: f32) -> f64 {
+    match sim {
+        Similarity::StudentT { dof } => dof as f64 * libm::log(v as f64),
+        _ => v as f64,
+    }
+}
+
+/// ∂ℓ/∂x for the similarity's variable x (the cosine, or d²), from the stored value:
+/// for Student-t, ℓ = −ν·ln(1 + d²/ν) gives −1/(1 + d²/ν) = −t.
+#[inline(always)]
+fn chain_of(sim: Similarity, v: f32) -> f32 {
     match sim {
         Similarity::Cosine { tau } => 1.0 / tau,
-        // ℓ = −ν·ln(1 + d²/ν), so ∂ℓ/∂d² = −1/(1 + d²/ν) = −exp(ℓ/ν).
-        Similarity::StudentT { dof } => -libm::expf(l / dof),
+        Similarity::StudentT { .. } => -v,
         Similarity::Gaussian { gamma } => -gamma,
     }
 }
 
+/// t^ν in f64 (exact and cheap for the Cauchy kernel, ν = 1).
 #[inline(always)]
-fn logit(sim: Similarity, dot: f32, na: f32, nb: f32) -> f32 {
-    match sim {
-        Similarity::Cosine { tau } => dot / tau,
-        Similarity::StudentT { dof } => {
-            let d2 = (na + nb - 2.0 * dot).max(0.0);
-            -dof * libm::log1pf(d2 / dof)
-        }
-        Similarity::Gaussian { gamma } => -gamma * (na + nb - 2.0 * dot).max(0.0),
+fn pow_dof(t: f32, dof: f32) -> f64 {
+    if dof == 1.0 {
+        t as f64
+    } else {
+        libm::pow(t as f64, dof as f64)
     }
 }
 

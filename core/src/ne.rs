@@ -25,6 +25,7 @@
 
 use crate::affinity::CsrRef;
 use crate::error::{Error, Result, ensure, ensure_len};
+use crate::fastmath::pow_positive;
 use crate::observer::{Control, Observer, Progress, Stage};
 use crate::parallel::{Parallel, SharedMut, chunk_count};
 use crate::rng::Rng;
@@ -587,8 +588,9 @@ pub struct NeParams {
     pub negatives: usize,
     /// 0 = 500 up to 10 000 points, 200 above (as UMAP).
     pub epochs: usize,
-    /// Epochs run first at the UMAP end of the spectrum (s = 1), then `epochs` at `s`.
-    pub early_epochs: usize,
+    /// Epochs run first at the UMAP end of the spectrum (s = 1), then `epochs` at `s`, like
+    /// early exaggeration. None = auto: none up to 10 000 points, half of `epochs` above.
+    pub early_epochs: Option<usize>,
     pub learning_rate: f32,
     /// The UMAP loss's curve.
     pub min_dist: f32,
@@ -611,7 +613,7 @@ impl Default for NeParams {
             zbar: 0.0,
             negatives: 5,
             epochs: 0,
-            early_epochs: 0,
+            early_epochs: None,
             learning_rate: 1.0,
             min_dist: 0.1,
             spread: 1.0,
@@ -623,6 +625,9 @@ impl Default for NeParams {
         }
     }
 }
+
+/// Above this many points the automatic early phase runs (half the epochs).
+pub const EARLY_AUTO_MIN: usize = 10_000;
 
 /// Z̄ at spectrum position `s` for `n` points and `m` negatives.
 pub fn zbar_at(s: f64, n: usize, m: usize) -> f64 {
@@ -695,16 +700,28 @@ impl NeParams {
         })
     }
 
+    /// The epochs of the main phase and of the early phase for `n` points.
+    pub fn schedule(&self, n: usize) -> (usize, usize) {
+        let epochs = if self.epochs == 0 {
+            crate::umap::default_epochs(n)
+        } else {
+            self.epochs
+        };
+        // Measured on MNIST: at 70 000 points the t-SNE end does not unfold from PCA without
+        // the early phase (10-NN accuracy 0.60, with it 0.94); at 10 000 it costs 0.005.
+        let early = self
+            .early_epochs
+            .unwrap_or(if n > EARLY_AUTO_MIN { epochs / 2 } else { 0 });
+        (epochs, early)
+    }
+
     fn sgd(&self, s: f64, n: usize) -> Result<SgdParams> {
+        let (epochs, early_epochs) = self.schedule(n);
         Ok(SgdParams {
             loss: self.loss_at(s, n)?,
             dims: self.dims,
-            epochs: if self.epochs == 0 {
-                crate::umap::default_epochs(n)
-            } else {
-                self.epochs
-            },
-            early_epochs: self.early_epochs,
+            epochs,
+            early_epochs,
             early_loss: self.loss_at(1.0, n)?,
             negatives: self.negatives,
             learning_rate: self.learning_rate,
@@ -846,51 +863,6 @@ pub fn ne_spectrum(
     Ok(init)
 }
 
-/// x^b for x > 0 as 2^(b·log₂x), with smooth polynomial pieces (relative error about 1e-6,
-/// well inside what SGD needs) instead of libm's exactly rounded `powf`, which dominated the
-/// UMAP loop. Deterministic: plain f32 arithmetic.
-#[inline(always)]
-pub fn pow_positive(x: f32, b: f32) -> f32 {
-    exp2_fast(b * log2_fast(x))
-}
-
-#[inline(always)]
-fn log2_fast(x: f32) -> f32 {
-    // x = m·2^e with m in [√½, √2); ln m = 2·atanh(t), t = (m − 1)/(m + 1), |t| ≤ 0.172.
-    let bits = x.to_bits();
-    let mut e = ((bits >> 23) & 0xff) as i32 - 127;
-    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
-    if m > core::f32::consts::SQRT_2 {
-        m *= 0.5;
-        e += 1;
-    }
-    let t = (m - 1.0) / (m + 1.0);
-    let t2 = t * t;
-    let ln_m =
-        2.0 * t * (1.0 + t2 * (1.0 / 3.0 + t2 * (0.2 + t2 * (1.0 / 7.0 + t2 * (1.0 / 9.0)))));
-    e as f32 + ln_m * core::f32::consts::LOG2_E
-}
-
-#[inline(always)]
-fn exp2_fast(y: f32) -> f32 {
-    if y >= 128.0 {
-        return f32::INFINITY;
-    }
-    if y < -126.0 {
-        return 0.0;
-    }
-    // 2^y = 2^n · e^(f·ln 2), n = round(y), |f| ≤ ½: Taylor to degree 7.
-    let n = libm::roundf(y);
-    let z = (y - n) * core::f32::consts::LN_2;
-    let p = 1.0
-        + z * (1.0
-            + z * (0.5
-                + z * (1.0 / 6.0
-                    + z * (1.0 / 24.0
-                        + z * (1.0 / 120.0 + z * (1.0 / 720.0 + z * (1.0 / 5040.0)))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
 #[inline(always)]
 fn clip(v: f32) -> f32 {
     v.clamp(-CLIP, CLIP)
@@ -1002,24 +974,6 @@ mod tests {
         let h = 1e-3;
         let fd = (f(logc + h) - f(logc - h)) / (2.0 * h);
         assert!((fd - dz as f64).abs() < 1e-3, "fd {fd} analytic {dz}");
-    }
-
-    #[test]
-    fn fast_pow_agrees_with_libm() {
-        let mut worst = 0.0f64;
-        let mut x = 1e-30f32;
-        while x < 1e30 {
-            for b in [0.5f32, 0.895, 1.0, 1.7, 2.5] {
-                let (got, want) = (pow_positive(x, b) as f64, libm::pow(x as f64, b as f64));
-                if want > 1e-37 && want < 1e37 {
-                    worst = worst.max(((got - want) / want).abs());
-                }
-            }
-            x *= 1.37;
-        }
-        // Measured 6.6e-6: b·log₂x is an f32 of size up to ~250, which limits the exponent.
-        eprintln!("fast pow worst relative error {worst:e}");
-        assert!(worst < 1e-5, "worst relative error {worst:e}");
     }
 
     #[test]

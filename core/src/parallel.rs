@@ -48,6 +48,26 @@ impl<'a, T> SharedMut<'a, T> {
     }
 }
 
+impl<T: Copy> SharedMut<'_, T> {
+    /// # Safety
+    /// `i < len`, and no other task writes element `i` meanwhile.
+    #[inline(always)]
+    pub(crate) unsafe fn get(&self, i: usize) -> T {
+        debug_assert!(i < self.len);
+        // SAFETY: in bounds per the contract.
+        unsafe { self.ptr.add(i).read() }
+    }
+
+    /// # Safety
+    /// `i < len`, and no other task reads or writes element `i` meanwhile.
+    #[inline(always)]
+    pub(crate) unsafe fn set(&self, i: usize, v: T) {
+        debug_assert!(i < self.len);
+        // SAFETY: in bounds per the contract.
+        unsafe { self.ptr.add(i).write(v) }
+    }
+}
+
 impl SharedMut<'_, f32> {
     /// # Safety
     /// `at + 8 <= len`, and no other task touches these elements meanwhile.
