@@ -85,17 +85,8 @@ enum InitArg {
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
 struct TsneArgs {
-    /// Data: .npy (f32/f64/u8/integers, C or Fortran order), .csv/.tsv, or IDX (optionally .gz).
-    input: Option<PathBuf>,
-    /// Labels, one per row (IDX, .npy, or text with one label per line); used to colour the plot.
-    #[arg(long)]
-    labels: Option<PathBuf>,
-    /// Output file, .npy or .csv.
-    #[arg(short, long, default_value = "embedding.csv")]
-    output: PathBuf,
-    /// Write a scatter plot (PNG). Default for the demo run: embedding.png.
-    #[arg(long)]
-    plot: Option<PathBuf>,
+    #[command(flatten)]
+    io: IoArgs,
     #[arg(long, default_value_t = 30.0)]
     perplexity: f32,
     /// Output dimensions.
@@ -144,9 +135,9 @@ struct TsneArgs {
     quiet: bool,
 }
 
-/// Options every embedding command shares.
+/// Where the data comes from and where results go; without INPUT, the bundled MNIST test set.
 #[derive(clap::Args)]
-struct Common {
+struct IoArgs {
     /// Data: .npy (f32/f64/u8/integers, C or Fortran order), .csv/.tsv, or IDX (optionally .gz).
     input: Option<PathBuf>,
     /// Labels, one per row (IDX, .npy, or text with one label per line); used to colour the plot.
@@ -158,6 +149,13 @@ struct Common {
     /// Write a scatter plot (PNG). Default for the demo run: embedding.png.
     #[arg(long)]
     plot: Option<PathBuf>,
+}
+
+/// Options the SGD embedding commands share.
+#[derive(clap::Args)]
+struct Common {
+    #[command(flatten)]
+    io: IoArgs,
     /// Output dimensions.
     #[arg(long, default_value_t = 2)]
     dims: usize,
@@ -285,14 +283,8 @@ enum QArg {
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
 struct IconArgs {
-    /// Data, as for `ember tsne`; without INPUT, the bundled MNIST test set.
-    input: Option<PathBuf>,
-    #[arg(long)]
-    labels: Option<PathBuf>,
-    #[arg(short, long, default_value = "embedding.csv")]
-    output: PathBuf,
-    #[arg(long)]
-    plot: Option<PathBuf>,
+    #[command(flatten)]
+    io: IoArgs,
     #[arg(long, default_value_t = 2)]
     dims: usize,
     /// p: uniform over the k nearest neighbours, or Gaussian calibrated to a perplexity.
@@ -383,7 +375,8 @@ struct Loaded {
     src: String,
 }
 
-fn load(input: &Option<PathBuf>, labels: &Option<PathBuf>, plot: &Option<PathBuf>) -> Res<Loaded> {
+fn load(io: &IoArgs) -> Res<Loaded> {
+    let (input, labels, plot) = (&io.input, &io.labels, &io.plot);
     let (data, labels, plot) = match input {
         Some(p) => {
             let data = io::read_matrix(p)?;
@@ -430,8 +423,8 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
         labels,
         plot,
         src,
-    } = load(&a.input, &a.labels, &a.plot)?;
-    let out_kind = io::OutputKind::from_path(&a.output)?;
+    } = load(&a.io)?;
+    let out_kind = io::OutputKind::from_path(&a.io.output)?;
     let learning_rate = match a.learning_rate.as_str() {
         "auto" => 0.0,
         s => match s.parse::<f32>() {
@@ -497,7 +490,7 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
     let summary = ember_core::tsne::tsne(x, &params, &par, &mut obs, &mut scratch, &mut y)
         .map_err(|e| format!("{src}: {e}"))?;
     obs.finish();
-    io::write_embedding(&a.output, out_kind, &y, data.rows, params.dims)?;
+    io::write_embedding(&a.io.output, out_kind, &y, data.rows, params.dims)?;
     if let Some(p) = &plot {
         plot::write_scatter(
             p,
@@ -517,7 +510,7 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
             t0.elapsed().as_secs_f64(),
             par.count(),
             summary.kl,
-            a.output.display(),
+            a.io.output.display(),
             plot.map(|p| format!(" and {}", p.display()))
                 .unwrap_or_default()
         );
@@ -553,8 +546,8 @@ fn run_umap(a: UmapArgs) -> Res<()> {
         labels,
         plot,
         src,
-    } = load(&c.input, &c.labels, &c.plot)?;
-    let out_kind = io::OutputKind::from_path(&c.output)?;
+    } = load(&c.io)?;
+    let out_kind = io::OutputKind::from_path(&c.io.output)?;
     let params = UmapParams {
         dims: c.dims,
         neighbors: a.neighbors,
@@ -582,7 +575,7 @@ fn run_umap(a: UmapArgs) -> Res<()> {
     let summary = ember_core::umap::umap(x, &params, &par, &mut obs, &mut scratch, &mut y)
         .map_err(|e| format!("{src}: {e}"))?;
     obs.finish();
-    io::write_embedding(&c.output, out_kind, &y, n, params.dims)?;
+    io::write_embedding(&c.io.output, out_kind, &y, n, params.dims)?;
     if let Some(p) = &plot {
         plot::write_scatter(
             p,
@@ -605,7 +598,7 @@ fn run_umap(a: UmapArgs) -> Res<()> {
             summary.a,
             summary.b,
             summary.edges,
-            c.output.display(),
+            c.io.output.display(),
             plot.map(|p| format!(" and {}", p.display()))
                 .unwrap_or_default()
         );
@@ -633,8 +626,8 @@ fn run_ne(a: NeArgs) -> Res<()> {
         labels,
         plot,
         src,
-    } = load(&c.input, &c.labels, &c.plot)?;
-    let out_kind = io::OutputKind::from_path(&c.output)?;
+    } = load(&c.io)?;
+    let out_kind = io::OutputKind::from_path(&c.io.output)?;
     let s_values = a.spectrum.clone().unwrap_or_else(|| vec![a.s]);
     if s_values.iter().any(|v| !v.is_finite()) {
         return Err("--spectrum: values must be finite numbers".into());
@@ -700,9 +693,12 @@ fn run_ne(a: NeArgs) -> Res<()> {
     obs.finish();
     let spectrum = a.spectrum.is_some();
     let outputs: Vec<PathBuf> = if spectrum {
-        s_values.iter().map(|&v| panel_path(&c.output, v)).collect()
+        s_values
+            .iter()
+            .map(|&v| panel_path(&c.io.output, v))
+            .collect()
     } else {
-        vec![c.output.clone()]
+        vec![c.io.output.clone()]
     };
     for (p, path) in outputs.iter().enumerate() {
         io::write_embedding(path, out_kind, &ys[p * per..(p + 1) * per], n, params.dims)?;
@@ -775,8 +771,8 @@ fn run_icon(a: IconArgs) -> Res<()> {
         labels,
         plot,
         src,
-    } = load(&a.input, &a.labels, &a.plot)?;
-    let out_kind = io::OutputKind::from_path(&a.output)?;
+    } = load(&a.io)?;
+    let out_kind = io::OutputKind::from_path(&a.io.output)?;
     let params = IconParams {
         dims: a.dims,
         p: match a.p {
@@ -828,7 +824,7 @@ fn run_icon(a: IconArgs) -> Res<()> {
     )
     .map_err(|e| format!("{src}: {e}"))?;
     obs.finish();
-    io::write_embedding(&a.output, out_kind, &y, n, params.dims)?;
+    io::write_embedding(&a.io.output, out_kind, &y, n, params.dims)?;
     if let Some(p) = &plot {
         plot::write_scatter(
             p,
@@ -844,7 +840,7 @@ fn run_icon(a: IconArgs) -> Res<()> {
             "embedded {n} × {} in {:.1} s; I-Con loss {loss:.4}; wrote {}{}",
             data.cols,
             t0.elapsed().as_secs_f64(),
-            a.output.display(),
+            a.io.output.display(),
             plot.map(|p| format!(" and {}", p.display()))
                 .unwrap_or_default()
         );

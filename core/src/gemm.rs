@@ -56,7 +56,23 @@ pub fn a_bt(a: MatRef, b: MatRef, par: &dyn Parallel, out: &mut [f32]) {
 pub fn a_bt_portable(a: MatRef, b: MatRef, par: &dyn Parallel, out: &mut [f32]) {
     let (m, n) = (a.rows(), b.rows());
     assert!(out.len() >= m * n && a.cols() == b.cols());
+    let k = a.cols();
     for_row_chunks(par, m, TASK_ROWS, out, n, &|_, start, rows, o| {
+        if k < 8 {
+            // Low dimension (embeddings): `simd::dot` is its tail alone, from a zero sum.
+            for r in 0..rows {
+                let x = a.row(start + r);
+                for j in 0..n {
+                    let y = b.row(j);
+                    let mut s = 0.0f32;
+                    for c in 0..k {
+                        s += x[c] * y[c];
+                    }
+                    o[r * n + j] = s;
+                }
+            }
+            return;
+        }
         let mut r = 0;
         while r + 4 <= rows {
             let q = [
@@ -119,6 +135,28 @@ pub fn g_b_portable(g: &[f32], m: usize, b: MatRef, par: &dyn Parallel, out: &mu
     let (n, k) = (b.rows(), b.cols());
     assert!(g.len() >= m * n && out.len() >= m * k);
     for_row_chunks(par, m, TASK_ROWS, out, k, &|_, start, rows, o| {
+        if k <= 4 {
+            // Low dimension: four output rows at a time in registers, sums in j order.
+            let mut r = 0;
+            while r < rows {
+                let h = (rows - r).min(4);
+                let mut acc = [[0.0f32; 4]; 4];
+                for j in 0..n {
+                    let bj = b.row(j);
+                    for (x, ax) in acc.iter_mut().enumerate().take(h) {
+                        let gv = g[(start + r + x) * n + j];
+                        for c in 0..k {
+                            ax[c] += gv * bj[c];
+                        }
+                    }
+                }
+                for (x, ax) in acc.iter().enumerate().take(h) {
+                    o[(r + x) * k..(r + x + 1) * k].copy_from_slice(&ax[..k]);
+                }
+                r += h;
+            }
+            return;
+        }
         let body = k - k % 8;
         let mut r = 0;
         while r < rows {
@@ -429,6 +467,22 @@ mod fma {
     pub unsafe fn a_bt_rows(a: MatRef, b: MatRef, start: usize, rows: usize, o: &mut [f32]) {
         let (n, k) = (b.rows(), a.cols());
         let body = k - k % 8;
+        if body == 0 {
+            // Low dimension (embeddings): the tail alone, from a zero sum as the twin's.
+            for r in 0..rows {
+                let x = a.row(start + r);
+                for j in 0..n {
+                    let y = b.row(j);
+                    let mut s = 0.0f32;
+                    for c in 0..k {
+                        // SAFETY: the caller checked the CPU.
+                        s = unsafe { fmadd(x[c], y[c], s) };
+                    }
+                    o[r * n + j] = s;
+                }
+            }
+            return;
+        }
         let mut r = 0;
         while r + 4 <= rows {
             let q = [
@@ -486,6 +540,30 @@ mod fma {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn g_b_rows(g: &[f32], b: MatRef, start: usize, rows: usize, o: &mut [f32]) {
         let (n, k) = (b.rows(), b.cols());
+        if k <= 4 {
+            // Low dimension: four output rows at a time, sums over j in the twin's order,
+            // in registers (4·k independent chains hide the FMA latency).
+            let mut r = 0;
+            while r < rows {
+                let h = (rows - r).min(4);
+                let mut acc = [[0.0f32; 4]; 4];
+                for j in 0..n {
+                    let bj = b.row(j);
+                    for (x, ax) in acc.iter_mut().enumerate().take(h) {
+                        let gv = g[(start + r + x) * n + j];
+                        for c in 0..k {
+                            // SAFETY: the caller checked the CPU.
+                            ax[c] = unsafe { fmadd(gv, bj[c], ax[c]) };
+                        }
+                    }
+                }
+                for (x, ax) in acc.iter().enumerate().take(h) {
+                    o[(r + x) * k..(r + x + 1) * k].copy_from_slice(&ax[..k]);
+                }
+                r += h;
+            }
+            return;
+        }
         let mut r = 0;
         while r < rows {
             let h = (rows - r).min(4);

@@ -11,7 +11,7 @@ use crate::contrastive::{self, Neighbourhood, Normalisation, Similarity, Targets
 use crate::error::{Error, Result, ensure, ensure_len};
 use crate::init;
 use crate::matrix::MatRef;
-use crate::ne::enter;
+use crate::observer::enter;
 use crate::observer::{Control, Observer, Progress, Stage};
 use crate::parallel::Parallel;
 use crate::scratch::{Scratch, ScratchSize};

@@ -26,7 +26,7 @@
 use crate::affinity::CsrRef;
 use crate::error::{Error, Result, ensure, ensure_len};
 use crate::fastmath::pow_positive;
-use crate::observer::{Control, Observer, Progress, Stage};
+use crate::observer::{Control, Observer, Progress, Stage, enter};
 use crate::parallel::{Parallel, SharedMut, chunk_count};
 use crate::rng::Rng;
 use crate::scratch::{Scratch, ScratchSize};
@@ -285,19 +285,6 @@ pub fn sgd_scratch(n: usize, nnz: usize, dims: usize) -> ScratchSize {
         .plus::<f32>(n * dims) // snapshot
         .plus::<f32>(2 * nnz) // epochs per sample, next sample
         .plus::<f64>(3 * chunk_count(n, TASK_ROWS))
-}
-
-/// Tells the observer a stage begins (done = 0).
-pub(crate) fn enter(obs: &mut dyn Observer, stage: Stage, total: usize) -> Result<()> {
-    match obs.observe(&Progress {
-        stage,
-        done: 0,
-        total,
-        loss: None,
-    }) {
-        Control::Stop => Err(Error::Cancelled),
-        Control::Continue => Ok(()),
-    }
 }
 
 /// Resolves a loss to its kernel, given N, m and (for NCE) the current log Z.
@@ -740,14 +727,8 @@ pub fn ne_scratch(n: usize, d: usize, params: &NeParams) -> ScratchSize {
         .plus::<usize>(n + 1)
         .plus::<u32>(nnz)
         .plus::<f32>(nnz);
-    let knn_stage = ScratchSize::new()
-        .plus::<u32>(n * k)
-        .plus::<f32>(n * k)
-        .plus::<usize>(n)
-        .plus::<u8>(
-            neighbours::search_scratch(n, d, k, params.metric, params.knn, &params.nn_descent)
-                .bytes(),
-        );
+    let knn_stage =
+        neighbours::stage_scratch(n, d, k, params.metric, params.knn, &params.nn_descent);
     let init_stage = crate::umap::init_scratch(n, d, params.dims);
     graph.and(
         knn_stage
@@ -771,7 +752,6 @@ pub fn ne_spectrum(
 ) -> Result<crate::umap::InitUsed> {
     use crate::affinity::{self, Combine};
     use crate::neighbours;
-    use crate::nndescent::NnDescentParams;
     params.validate()?;
     let n = x.rows();
     params.check_n(n)?;
@@ -799,28 +779,17 @@ pub fn ne_spectrum(
     let indices = s.take::<u32>(nnz_bound, "graph indices")?;
     let values = s.take::<f32>(nnz_bound, "graph weights")?;
     let nnz = {
-        let mut st = Scratch::new(s.rest_mut());
-        let idx = st.take::<u32>(n * k, "knn indices")?;
-        let dist = st.take::<f32>(n * k, "knn distances")?;
-        let cursor = st.take::<usize>(n, "symmetrize cursor")?;
-        enter(obs, Stage::Knn, n)?;
-        let nd = NnDescentParams {
-            seed: params.seed,
-            ..params.nn_descent
-        };
-        neighbours::search(
+        let (idx, dist, cursor) = neighbours::stage(
             x,
             k,
             params.metric,
             params.knn,
-            &nd,
+            &params.nn_descent,
+            params.seed,
             par,
             obs,
-            st.rest_mut(),
-            idx,
-            dist,
+            s.rest_mut(),
         )?;
-        enter(obs, Stage::Affinities, 1)?;
         let combine = match params.graph {
             NeGraph::Fuzzy => {
                 if params.metric == crate::knn::Metric::SqEuclidean {

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::knn::{self, Kernel, Metric};
 use crate::matrix::MatRef;
 use crate::nndescent::{self, NnDescentParams};
-use crate::observer::Observer;
+use crate::observer::{Observer, Stage, enter};
 use crate::parallel::Parallel;
 use crate::scratch::{Scratch, ScratchSize};
 
@@ -76,4 +76,59 @@ pub fn search(
             nndescent::nn_descent(x, k, metric, nnd, par, obs, sc, idx, dist)
         }
     }
+}
+
+/// Scratch for `stage`: its outputs and the search's own scratch.
+pub fn stage_scratch(
+    n: usize,
+    d: usize,
+    k: usize,
+    metric: Metric,
+    method: KnnMethod,
+    nnd: &NnDescentParams,
+) -> ScratchSize {
+    ScratchSize::new()
+        .plus::<u32>(n * k)
+        .plus::<f32>(n * k)
+        .plus::<usize>(n)
+        .plus::<u8>(search_scratch(n, d, k, metric, method, nnd).bytes())
+}
+
+/// The neighbour stage of every pipeline: carves the neighbour lists (`n·k` indices and
+/// distances) and an `n`-long cursor for the graph step from `scratch`, tells the observer the
+/// kNN stage begins, searches (the approximate search seeded by `seed`), and tells it the
+/// affinity stage begins.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+pub fn stage<'a>(
+    x: MatRef,
+    k: usize,
+    metric: Metric,
+    method: KnnMethod,
+    nnd: &NnDescentParams,
+    seed: u64,
+    par: &dyn Parallel,
+    obs: &mut dyn Observer,
+    scratch: &'a mut [u8],
+) -> Result<(&'a mut [u32], &'a mut [f32], &'a mut [usize])> {
+    let n = x.rows();
+    let mut st = Scratch::new(scratch);
+    let idx = st.take::<u32>(n * k, "knn indices")?;
+    let dist = st.take::<f32>(n * k, "knn distances")?;
+    let cursor = st.take::<usize>(n, "symmetrize cursor")?;
+    enter(obs, Stage::Knn, n)?;
+    let nd = NnDescentParams { seed, ..*nnd };
+    search(
+        x,
+        k,
+        metric,
+        method,
+        &nd,
+        par,
+        obs,
+        st.rest_mut(),
+        idx,
+        dist,
+    )?;
+    enter(obs, Stage::Affinities, 1)?;
+    Ok((idx, dist, cursor))
 }

@@ -44,3 +44,16 @@ impl<F: FnMut(&Progress) -> Control> Observer for F {
         self(progress)
     }
 }
+
+/// Tells the observer a stage begins (done = 0); `Err(Cancelled)` if it says stop.
+pub(crate) fn enter(obs: &mut dyn Observer, stage: Stage, total: usize) -> crate::Result<()> {
+    match obs.observe(&Progress {
+        stage,
+        done: 0,
+        total,
+        loss: None,
+    }) {
+        Control::Stop => Err(crate::Error::Cancelled),
+        Control::Continue => Ok(()),
+    }
+}

@@ -13,7 +13,7 @@ use crate::knn::Metric;
 use crate::matrix::MatRef;
 use crate::neighbours;
 use crate::nndescent::NnDescentParams;
-use crate::observer::{Control, Observer, Progress, Stage};
+use crate::observer::{Control, Observer, Progress, Stage, enter};
 use crate::parallel::Parallel;
 use crate::project;
 use crate::scratch::{Scratch, ScratchSize};
@@ -199,14 +199,7 @@ fn csr_scratch(n: usize, k: usize) -> ScratchSize {
 }
 
 fn affinity_stage_scratch(n: usize, d: usize, k: usize, params: &TsneParams) -> ScratchSize {
-    ScratchSize::new()
-        .plus::<u32>(n * k)
-        .plus::<f32>(n * k)
-        .plus::<usize>(n)
-        .plus::<u8>(
-            neighbours::search_scratch(n, d, k, params.metric, params.knn, &params.nn_descent)
-                .bytes(),
-        )
+    neighbours::stage_scratch(n, d, k, params.metric, params.knn, &params.nn_descent)
 }
 
 /// Scratch for `optimize` on `n` points.
@@ -291,28 +284,17 @@ pub fn tsne(
     let mut rest = s;
 
     let nnz = {
-        let mut st = Scratch::new(rest.rest_mut());
-        let idx = st.take::<u32>(n * k, "knn indices")?;
-        let dist = st.take::<f32>(n * k, "knn distances")?;
-        let cursor = st.take::<usize>(n, "symmetrize cursor")?;
-        enter(obs, Stage::Knn, n)?;
-        let nd = NnDescentParams {
-            seed: params.seed,
-            ..params.nn_descent
-        };
-        neighbours::search(
+        let (idx, dist, cursor) = neighbours::stage(
             x,
             k,
             params.metric,
             params.knn,
-            &nd,
+            &params.nn_descent,
+            params.seed,
             par,
             obs,
-            st.rest_mut(),
-            idx,
-            dist,
+            rest.rest_mut(),
         )?;
-        enter(obs, Stage::Affinities, 1)?;
         affinity::calibrate_perplexity(dist, k, params.perplexity, par, None)?;
         affinity::symmetrize(idx, dist, k, indptr, indices, values, cursor)?
     };
@@ -344,19 +326,6 @@ pub fn tsne(
     let mut summary = optimize(p, params, par, obs, rest.rest_mut(), y)?;
     summary.neighbours = k;
     Ok(summary)
-}
-
-/// Tells the observer a stage begins (done = 0).
-fn enter(obs: &mut dyn Observer, stage: Stage, total: usize) -> Result<()> {
-    match obs.observe(&Progress {
-        stage,
-        done: 0,
-        total,
-        loss: None,
-    }) {
-        Control::Stop => Err(Error::Cancelled),
-        Control::Continue => Ok(()),
-    }
 }
 
 /// Gradient descent on KL(P‖Q) from the embedding in `y` (`n × dims`).

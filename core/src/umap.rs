@@ -13,7 +13,7 @@ use crate::matrix::MatRef;
 use crate::ne::{self, Loss, SgdParams, SgdSummary};
 use crate::neighbours::{self, KnnMethod};
 use crate::nndescent::NnDescentParams;
-use crate::observer::{Observer, Stage};
+use crate::observer::{Observer, Stage, enter};
 use crate::parallel::{Parallel, for_row_chunks};
 use crate::scratch::{Scratch, ScratchSize};
 use crate::spectral::{self, SpectralOutcome};
@@ -366,7 +366,7 @@ pub fn umap(
         indices: &indices[..nnz],
         values: &values[..nnz],
     };
-    ne::enter(obs, Stage::Init, 1)?;
+    enter(obs, Stage::Init, 1)?;
     let init = initialise(
         x,
         graph,
@@ -390,14 +390,7 @@ pub fn umap(
 /// Scratch for `fuzzy_graph` besides its outputs.
 pub fn fuzzy_graph_scratch(n: usize, d: usize, params: &UmapParams) -> ScratchSize {
     let k = params.neighbors.saturating_sub(1).max(1);
-    ScratchSize::new()
-        .plus::<u32>(n * k)
-        .plus::<f32>(n * k)
-        .plus::<usize>(n)
-        .plus::<u8>(
-            neighbours::search_scratch(n, d, k, params.metric, params.knn, &params.nn_descent)
-                .bytes(),
-        )
+    neighbours::stage_scratch(n, d, k, params.metric, params.knn, &params.nn_descent)
 }
 
 /// UMAP's graph: kNN, smooth-kNN memberships, fuzzy union, as CSR with sorted columns into
@@ -422,28 +415,17 @@ pub fn fuzzy_graph(
         scratch.len(),
     )?;
     let k = params.neighbors - 1;
-    let mut st = Scratch::new(scratch);
-    let idx = st.take::<u32>(n * k, "knn indices")?;
-    let dist = st.take::<f32>(n * k, "knn distances")?;
-    let cursor = st.take::<usize>(n, "symmetrize cursor")?;
-    ne::enter(obs, Stage::Knn, n)?;
-    let nd = NnDescentParams {
-        seed: params.seed,
-        ..params.nn_descent
-    };
-    neighbours::search(
+    let (idx, dist, cursor) = neighbours::stage(
         x,
         k,
         params.metric,
         params.knn,
-        &nd,
+        &params.nn_descent,
+        params.seed,
         par,
         obs,
-        st.rest_mut(),
-        idx,
-        dist,
+        scratch,
     )?;
-    ne::enter(obs, Stage::Affinities, 1)?;
     if params.metric == Metric::SqEuclidean {
         dist.iter_mut().for_each(|d| *d = libm::sqrtf(d.max(0.0)));
     }
