@@ -190,8 +190,9 @@ typedef struct ember_ne_params {
   double zbar;
   // SGD epochs; 0 = 500 up to 10 000 points, 200 above.
   uint32_t epochs;
-  // Epochs first run at the UMAP end (s = 1), like early exaggeration (0).
-  uint32_t early_epochs;
+  // Epochs first run at the UMAP end (s = 1), like early exaggeration; -1 (default) =
+  // auto: none up to 10 000 points, half of the epochs above.
+  int32_t early_epochs;
   // Initial learning rate (1), annealed linearly to 0.
   float learning_rate;
   // Output curve of the UMAP loss (0.1 and 1).
@@ -319,6 +320,10 @@ enum ember_status ember_ne(const float *x,
                            float *y,
                            ember_progress_fn progress,
                            void *user);
+
+// Frees the scratch the contrastive functions keep on the calling thread (they keep the
+// largest used so far, for reuse by the next call).
+void ember_release_scratch(void);
 
 // InfoNCE / NT-Xent over `rows` vectors (an even number: views 2k and 2k+1 of item k are
 // positives) of dimension `d`, row `i` at `z + i * row_stride`. Writes the mean loss to
