@@ -6,6 +6,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The version of this header; `ember_version()` gives the library's (a test checks that
+// both agree with Cargo.toml).
+#define EMBER_VERSION_MAJOR 0
+
+#define EMBER_VERSION_MINOR 1
+
+#define EMBER_VERSION_PATCH 0
+
 #define EMBER_METRIC_EUCLIDEAN 0
 
 #define EMBER_METRIC_COSINE 1

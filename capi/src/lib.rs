@@ -44,6 +44,12 @@ pub enum ember_status {
 }
 use ember_status::*;
 
+/// The version of this header; `ember_version()` gives the library's (a test checks that
+/// both agree with Cargo.toml).
+pub const EMBER_VERSION_MAJOR: u32 = 0;
+pub const EMBER_VERSION_MINOR: u32 = 1;
+pub const EMBER_VERSION_PATCH: u32 = 0;
+
 pub const EMBER_METRIC_EUCLIDEAN: u32 = 0;
 pub const EMBER_METRIC_COSINE: u32 = 1;
 pub const EMBER_REPULSION_AUTO: u32 = 0;
@@ -1317,4 +1323,24 @@ pub extern "C" fn ember_last_error_message() -> *const c_char {
 #[unsafe(no_mangle)]
 pub extern "C" fn ember_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_constants_match_the_package() {
+        let want = [
+            env!("CARGO_PKG_VERSION_MAJOR"),
+            env!("CARGO_PKG_VERSION_MINOR"),
+            env!("CARGO_PKG_VERSION_PATCH"),
+        ];
+        let got = [
+            super::EMBER_VERSION_MAJOR,
+            super::EMBER_VERSION_MINOR,
+            super::EMBER_VERSION_PATCH,
+        ];
+        for (w, g) in want.iter().zip(got) {
+            assert_eq!(w.parse::<u32>().unwrap(), g);
+        }
+    }
 }

@@ -185,6 +185,19 @@ int main(int argc, char **argv) {
         CHECK(ember_infonce(zf, z->rows, z->cols, z->cols - 1, cold, 1, &loss, g) == EMBER_ERR_SHAPE, "stride < d");
         free(zf); free(g); free_fixture(&f);
     }
+    /* The kept scratch can be released, and the next call allocates afresh. */
+    ember_release_scratch();
+    if (!load_fixture(dir, "infonce_cosine", &f)) return 2;
+    {
+        array *z = get(&f, "z");
+        float *zf = as_f32(z), *g = malloc(z->rows * z->cols * sizeof(float));
+        ember_similarity s = {EMBER_SIM_COSINE, 0.1f};
+        ember_status st = ember_infonce(zf, z->rows, z->cols, z->cols, s, 1, &loss, g);
+        CHECK(st == EMBER_OK, "after release: %s", ember_last_error_message());
+        compare("infonce_cosine after ember_release_scratch", loss, &f, g, "grad");
+        free(zf); free(g); free_fixture(&f);
+        ember_release_scratch();
+    }
     printf("%d passed, %d failed\n", passes, failures);
     return failures ? 1 : 0;
 }
