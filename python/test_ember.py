@@ -1,0 +1,46 @@
+"""Test of the ctypes binding on real data: run by tests/tests/python.rs (python3, stdlib
+only; numpy is used when present). Usage: python3 test_ember.py IMAGES.idx LABELS.idx"""
+import math
+import sys
+
+import ember
+
+images, labels = sys.argv[1], sys.argv[2]
+n = 1000
+raw = open(images, "rb").read()
+lab = open(labels, "rb").read()[8:8 + n]
+x = [[float(v) for v in raw[16 + i * 784:16 + (i + 1) * 784]] for i in range(n)]
+
+
+def accuracy(y):
+    """Leave-one-out 10-NN accuracy of a 2-D embedding."""
+    rows = [list(map(float, r)) for r in y]
+    correct = 0
+    for i, (a, b) in enumerate(rows):
+        d = sorted(((a - c) ** 2 + (b - e) ** 2, j) for j, (c, e) in enumerate(rows) if j != i)[:10]
+        votes = [0] * 10
+        for _, j in d:
+            votes[lab[j]] += 1
+        correct += votes.index(max(votes)) == lab[i]
+    return correct / len(rows)
+
+
+y = ember.tsne(x, perplexity=20.0, threads=2)
+acc = accuracy(y)
+print(f"ember {ember.version()}: t-SNE of {n} digits through ctypes, 10-NN accuracy {acc:.3f}")
+assert len(y) == n and all(math.isfinite(float(v)) for r in y for v in r)
+assert acc > 0.75, acc
+u = ember.umap(x, threads=2)
+acc_u = accuracy(u)
+print(f"UMAP 10-NN accuracy {acc_u:.3f}")
+assert acc_u > 0.75, acc_u
+panels = ember.ne_spectrum(x, [0.0, 1.0], threads=2)
+assert len(panels) == 2 and len(panels[0]) == n
+loss, grad = ember.infonce(x[:64], tau=0.5)
+assert math.isfinite(loss) and len(grad) == 64
+try:
+    ember.tsne(x[:10], perplexity=50.0)
+    raise SystemExit("a perplexity above N - 1 was accepted")
+except ember.EmberError as e:
+    assert "perplexity" in str(e), e
+print("python binding: all checks passed")
