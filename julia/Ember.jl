@@ -1,0 +1,177 @@
+"""
+    Ember
+
+Julia bindings of the ember C library (`libember`), by `ccall` alone. Matrices are taken as
+Julia stores them: a `D×N` matrix holds N points as columns (the Julia convention) and
+`tsne(X)` etc. embed its columns; pass `points = :rows` for an `N×D` matrix (the MATLAB
+layout). No copies: the column-major layout is described to the library by strides.
+
+    using .Ember
+    Y = Ember.tsne(X)                 # X :: Matrix{Float32}, D×N → Y :: Matrix{Float32}, 2×N
+    Y = Ember.umap(X; neighbors = 15)
+    Ys = Ember.ne_spectrum(X, [0.0, 0.5, 1.0])
+    loss, G = Ember.infonce(Z; tau = 0.1f0)
+
+The library is `ENV["EMBER_LIB"]`, or `libember` on the loader path.
+"""
+module Ember
+
+const libember = get(ENV, "EMBER_LIB", "libember")
+
+struct EmberError <: Exception
+    status::Int32
+    message::String
+end
+Base.showerror(io::IO, e::EmberError) = print(io, "ember: ", e.message)
+
+# Parameter structs: field for field the structs of include/ember.h.
+mutable struct TsneParams
+    struct_size::UInt32
+    dims::UInt32
+    perplexity::Float32
+    early_iters::UInt32
+    iters::UInt32
+    exaggeration::Float32
+    learning_rate::Float32
+    momentum::Float32
+    dof::Float32
+    theta::Float32
+    metric::UInt32
+    repulsion::UInt32
+    init::UInt32
+    threads::UInt32
+    knn::UInt32
+    pca::UInt32
+    seed::UInt64
+end
+
+mutable struct UmapParams
+    struct_size::UInt32
+    dims::UInt32
+    neighbors::UInt32
+    min_dist::Float32
+    spread::Float32
+    epochs::UInt32
+    negatives::UInt32
+    learning_rate::Float32
+    metric::UInt32
+    knn::UInt32
+    init::UInt32
+    threads::UInt32
+    seed::UInt64
+end
+
+mutable struct NeParams
+    struct_size::UInt32
+    dims::UInt32
+    neighbors::UInt32
+    loss::UInt32
+    graph::UInt32
+    negatives::UInt32
+    s::Float64
+    zbar::Float64
+    epochs::UInt32
+    early_epochs::Int32
+    learning_rate::Float32
+    min_dist::Float32
+    spread::Float32
+    metric::UInt32
+    knn::UInt32
+    init::UInt32
+    threads::UInt32
+    seed::UInt64
+end
+
+struct Similarity
+    kind::UInt32
+    param::Float32
+end
+
+const LOSSES = Dict(:neg => 0x0, :nce => 0x1, :infonce => 0x2, :umap => 0x3)
+
+version() = unsafe_string(ccall((:ember_version, libember), Cstring, ()))
+
+function check(status::Int32)
+    status == 0 && return nothing
+    detail = unsafe_string(ccall((:ember_last_error_message, libember), Cstring, ()))
+    throw(EmberError(status, detail))
+end
+
+tsne_defaults() = ccall((:ember_tsne_params_default, libember), TsneParams, ())
+umap_defaults() = ccall((:ember_umap_params_default, libember), UmapParams, ())
+ne_defaults() = ccall((:ember_ne_params_default, libember), NeParams, ())
+
+# (n, d, row_stride, col_stride) of a column-major matrix holding points as columns or rows.
+function layout(X::AbstractMatrix{Float32}, points::Symbol)
+    stride(X, 1) == 1 || throw(ArgumentError("X must be column-major (a Matrix or a contiguous view)"))
+    r, c = size(X)
+    points === :columns ? (c, r, stride(X, 2), 1) : (r, c, 1, stride(X, 2))
+end
+
+function tsne(X::AbstractMatrix{Float32}; points::Symbol = :columns, dims::Integer = 2,
+              perplexity::Real = 30, seed::Integer = 42, threads::Integer = 0)
+    n, d, rs, cs = layout(X, points)
+    p = tsne_defaults()
+    p.dims, p.perplexity, p.seed, p.threads = dims, perplexity, seed, threads
+    Y = Matrix{Float32}(undef, dims, n)
+    check(ccall((:ember_tsne, libember), Int32,
+                (Ptr{Float32}, Csize_t, Csize_t, Csize_t, Csize_t, Ref{TsneParams}, Ptr{Float32},
+                 Ptr{Cvoid}, Ptr{Cvoid}),
+                X, n, d, rs, cs, p, Y, C_NULL, C_NULL))
+    Y
+end
+
+function umap(X::AbstractMatrix{Float32}; points::Symbol = :columns, dims::Integer = 2,
+              neighbors::Integer = 15, min_dist::Real = 0.1, seed::Integer = 42,
+              threads::Integer = 0)
+    n, d, rs, cs = layout(X, points)
+    p = umap_defaults()
+    p.dims, p.neighbors, p.min_dist, p.seed, p.threads = dims, neighbors, min_dist, seed, threads
+    Y = Matrix{Float32}(undef, dims, n)
+    check(ccall((:ember_umap, libember), Int32,
+                (Ptr{Float32}, Csize_t, Csize_t, Csize_t, Csize_t, Ref{UmapParams}, Ptr{Float32},
+                 Ptr{Cvoid}, Ptr{Cvoid}),
+                X, n, d, rs, cs, p, Y, C_NULL, C_NULL))
+    Y
+end
+
+function ne(X::AbstractMatrix{Float32}; points::Symbol = :columns, loss::Symbol = :neg,
+            s::Real = 0, dims::Integer = 2, seed::Integer = 42, threads::Integer = 0)
+    n, d, rs, cs = layout(X, points)
+    p = ne_defaults()
+    p.loss, p.s, p.dims, p.seed, p.threads = LOSSES[loss], s, dims, seed, threads
+    Y = Matrix{Float32}(undef, dims, n)
+    check(ccall((:ember_ne, libember), Int32,
+                (Ptr{Float32}, Csize_t, Csize_t, Csize_t, Csize_t, Ref{NeParams}, Ptr{Float32},
+                 Ptr{Cvoid}, Ptr{Cvoid}),
+                X, n, d, rs, cs, p, Y, C_NULL, C_NULL))
+    Y
+end
+
+function ne_spectrum(X::AbstractMatrix{Float32}, s::Vector{Float64}; points::Symbol = :columns,
+                     loss::Symbol = :neg, dims::Integer = 2, seed::Integer = 42,
+                     threads::Integer = 0)
+    n, d, rs, cs = layout(X, points)
+    p = ne_defaults()
+    p.loss, p.dims, p.seed, p.threads = LOSSES[loss], dims, seed, threads
+    Y = Array{Float32}(undef, dims, n, length(s))
+    check(ccall((:ember_ne_spectrum, libember), Int32,
+                (Ptr{Float32}, Csize_t, Csize_t, Csize_t, Csize_t, Ref{NeParams}, Ptr{Float64},
+                 Csize_t, Ptr{Float32}, Ptr{Cvoid}, Ptr{Cvoid}),
+                X, n, d, rs, cs, p, s, length(s), Y, C_NULL, C_NULL))
+    [Y[:, :, k] for k in 1:length(s)]
+end
+
+"""InfoNCE / NT-Xent over the columns of `Z` (views 2k−1 and 2k are positives)."""
+function infonce(Z::Matrix{Float32}; tau::Real = 0.1, threads::Integer = 0)
+    d, n = size(Z)
+    G = similar(Z)
+    loss = Ref{Float64}(0)
+    check(ccall((:ember_infonce, libember), Int32,
+                (Ptr{Float32}, Csize_t, Csize_t, Csize_t, Similarity, UInt32, Ptr{Float64},
+                 Ptr{Float32}),
+                Z, n, d, d, Similarity(0, tau), threads, loss, G))
+    loss[], G
+end
+
+end # module
