@@ -58,7 +58,7 @@ fn header_functions(h: &str) -> HashMap<String, (String, Vec<String>)> {
         if t.starts_with("//") || t.starts_with('#') || t.is_empty() {
             continue;
         }
-        if decl.is_empty() && !(t.contains('(') && !t.starts_with("typedef")) {
+        if decl.is_empty() && (t.starts_with("typedef") || !t.contains('(')) {
             continue;
         }
         decl.push(' ');
