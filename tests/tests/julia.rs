@@ -85,7 +85,7 @@ fn header_functions(h: &str) -> HashMap<String, (String, Vec<String>)> {
                         .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
                         .unwrap()
                         + 1;
-                    a[..cut].trim().replace(" *", " *").to_string()
+                    a[..cut].trim().to_string()
                 })
                 .collect()
         };
