@@ -482,8 +482,10 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
     x.check_finite().map_err(|e| format!("{src}: {e}"))?;
 
     let par = Threads::new(a.threads);
-    let mut scratch =
-        vec![0u8; ember_core::tsne::tsne_scratch(data.rows, data.cols, &params).bytes()];
+    let mut scratch = scratch_for(
+        ember_core::tsne::tsne_scratch(data.rows, data.cols, &params).bytes(),
+        &src,
+    )?;
     let mut y = vec![0.0f32; data.rows * params.dims];
     let mut obs = progress::Reporter::new(a.quiet);
     let t0 = std::time::Instant::now();
@@ -568,7 +570,10 @@ fn run_umap(a: UmapArgs) -> Res<()> {
     let x = MatRef::dense(&data.values, n, data.cols).map_err(|e| format!("{src}: {e}"))?;
     x.check_finite().map_err(|e| format!("{src}: {e}"))?;
     let par = Threads::new(c.threads);
-    let mut scratch = vec![0u8; ember_core::umap::umap_scratch(n, data.cols, &params).bytes()];
+    let mut scratch = scratch_for(
+        ember_core::umap::umap_scratch(n, data.cols, &params).bytes(),
+        &src,
+    )?;
     let mut y = vec![0.0f32; n * params.dims];
     let mut obs = progress::Reporter::new(c.quiet);
     let t0 = std::time::Instant::now();
@@ -673,7 +678,10 @@ fn run_ne(a: NeArgs) -> Res<()> {
     let x = MatRef::dense(&data.values, n, data.cols).map_err(|e| format!("{src}: {e}"))?;
     x.check_finite().map_err(|e| format!("{src}: {e}"))?;
     let par = Threads::new(c.threads);
-    let mut scratch = vec![0u8; ember_core::ne::ne_scratch(n, data.cols, &params).bytes()];
+    let mut scratch = scratch_for(
+        ember_core::ne::ne_scratch(n, data.cols, &params).bytes(),
+        &src,
+    )?;
     let per = n * params.dims;
     let mut ys = vec![0.0f32; per * s_values.len()];
     let mut summaries = vec![SgdSummary::default(); s_values.len()];
@@ -751,6 +759,40 @@ fn run_ne(a: NeArgs) -> Res<()> {
     Ok(())
 }
 
+/// Memory the system can still give (MemAvailable), if it says.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The core's working memory, from its size query: refused up front, with the figure, when
+/// the machine does not have it, rather than failing (or swapping) part way.
+fn scratch_for(bytes: usize, src: &str) -> Res<Vec<u8>> {
+    let gb = |b: u64| b as f64 / 1e9;
+    if let Some(avail) = available_memory() {
+        if bytes as u64 > avail {
+            return Err(format!(
+                "{src}: this run needs {:.2} GB of working memory and the machine has {:.2} GB \
+                 available; use fewer points{}",
+                gb(bytes as u64),
+                gb(avail),
+                " (or a method without an N × N tile)"
+            ));
+        }
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(bytes).map_err(|_| {
+        format!(
+            "{src}: could not allocate {:.2} GB of working memory",
+            gb(bytes as u64)
+        )
+    })?;
+    v.resize(bytes, 0u8);
+    Ok(v)
+}
+
 fn parse_learning_rate(s: &str) -> Res<f32> {
     match s {
         "auto" => Ok(0.0),
@@ -801,16 +843,7 @@ fn run_icon(a: IconArgs) -> Res<()> {
     let n = data.rows;
     let x = MatRef::dense(&data.values, n, data.cols).map_err(|e| format!("{src}: {e}"))?;
     x.check_finite().map_err(|e| format!("{src}: {e}"))?;
-    let bytes = icon_scratch(n, data.cols, &params).bytes();
-    let mut scratch = Vec::new();
-    scratch.try_reserve_exact(bytes).map_err(|_| {
-        format!(
-            "{src}: I-Con keeps all N² = {} pairs and needs {:.1} GB, which could not be allocated",
-            n * n,
-            bytes as f64 / 1e9
-        )
-    })?;
-    scratch.resize(bytes, 0u8);
+    let mut scratch = scratch_for(icon_scratch(n, data.cols, &params).bytes(), &src)?;
     let mut y = vec![0.0f32; n * params.dims];
     let mut obs = progress::Reporter::new(a.quiet);
     let t0 = std::time::Instant::now();

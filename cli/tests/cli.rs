@@ -386,6 +386,11 @@ fn bad_umap_and_ne_parameters_fail_cleanly() {
     assert_command_fails(&dir, "ne", &["ok.npy", "--negatives", "2000"], "negatives");
     assert_command_fails(&dir, "ne", &["ok.npy", "--zbar", "-1"], "--zbar");
     assert_command_fails(&dir, "ne", &["ok.npy", "--dims", "17"], "dims");
+    // I-Con's N × N tile for 150 000 points is 90 GB: refused before anything runs.
+    let n = 150_000;
+    let line: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    std::fs::write(dir.join("long.npy"), npy_f32(n, 1, &line)).unwrap();
+    assert_command_fails(&dir, "icon", &["long.npy"], "GB of working memory");
 }
 
 /// The first `n` bundled MNIST digits as an f32 .npy file and a label file in `dir`.
