@@ -68,7 +68,7 @@ fn compile_and_run_with(name: &str, args: &[PathBuf]) -> String {
         .arg(root().join("include"))
         .arg(root().join(format!("tests/c/{name}.c")))
         .arg(static_lib())
-        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .args(["-pthread", "-lpthread", "-ldl", "-lm", "-o"])
         .arg(&exe)
         .output()
         .expect("gcc must be installed");
@@ -110,4 +110,10 @@ fn c_program_checks_the_contrastive_kernels_against_the_fixtures() {
         &[root().join("tests/fixtures/contrastive")],
     );
     assert!(report.contains("icon with p from ember_icon_neighbourhood"));
+}
+
+#[test]
+fn c_program_calls_from_many_threads_at_once() {
+    let report = compile_and_run("test_threads");
+    assert!(report.contains("results identical to one thread"));
 }
