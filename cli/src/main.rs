@@ -375,6 +375,30 @@ struct Loaded {
     src: String,
 }
 
+impl Loaded {
+    /// The data as a row-major matrix, checked for NaN and infinity.
+    fn matrix(&self) -> Res<MatRef<'_>> {
+        let x = MatRef::dense(&self.data.values, self.data.rows, self.data.cols)
+            .map_err(|e| format!("{}: {e}", self.src))?;
+        x.check_finite().map_err(|e| format!("{}: {e}", self.src))?;
+        Ok(x)
+    }
+
+    /// Writes the scatter plot, if one was asked for (or it is the demo run).
+    fn plot(&self, y: &[f32], dims: usize) -> Res<()> {
+        match &self.plot {
+            Some(p) => plot::write_scatter(
+                p,
+                y,
+                self.data.rows,
+                dims,
+                self.labels.as_ref().map(|l| l.ids.as_slice()),
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
 fn load(io: &IoArgs) -> Res<Loaded> {
     let (input, labels, plot) = (&io.input, &io.labels, &io.plot);
     let (data, labels, plot) = match input {
@@ -543,12 +567,8 @@ fn init_note(init: InitUsed) -> Option<String> {
 
 fn run_umap(a: UmapArgs) -> Res<()> {
     let c = &a.common;
-    let Loaded {
-        data,
-        labels,
-        plot,
-        src,
-    } = load(&c.io)?;
+    let loaded = load(&c.io)?;
+    let (data, src) = (&loaded.data, &loaded.src);
     let out_kind = io::OutputKind::from_path(&c.io.output)?;
     let params = UmapParams {
         dims: c.dims,
@@ -567,12 +587,11 @@ fn run_umap(a: UmapArgs) -> Res<()> {
     let n = data.rows;
     params.validate().map_err(|e| e.to_string())?;
     params.check_n(n).map_err(|e| format!("{src}: {e}"))?;
-    let x = MatRef::dense(&data.values, n, data.cols).map_err(|e| format!("{src}: {e}"))?;
-    x.check_finite().map_err(|e| format!("{src}: {e}"))?;
+    let x = loaded.matrix()?;
     let par = Threads::new(c.threads);
     let mut scratch = scratch_for(
         ember_core::umap::umap_scratch(n, data.cols, &params).bytes(),
-        &src,
+        src,
     )?;
     let mut y = vec![0.0f32; n * params.dims];
     let mut obs = progress::Reporter::new(c.quiet);
@@ -581,15 +600,7 @@ fn run_umap(a: UmapArgs) -> Res<()> {
         .map_err(|e| format!("{src}: {e}"))?;
     obs.finish();
     io::write_embedding(&c.io.output, out_kind, &y, n, params.dims)?;
-    if let Some(p) = &plot {
-        plot::write_scatter(
-            p,
-            &y,
-            n,
-            params.dims,
-            labels.as_ref().map(|l| l.ids.as_slice()),
-        )?;
-    }
+    loaded.plot(&y, params.dims)?;
     if let Some(note) = init_note(summary.init) {
         eprintln!("{note}");
     }
@@ -604,7 +615,10 @@ fn run_umap(a: UmapArgs) -> Res<()> {
             summary.b,
             summary.edges,
             c.io.output.display(),
-            plot.map(|p| format!(" and {}", p.display()))
+            loaded
+                .plot
+                .as_ref()
+                .map(|p| format!(" and {}", p.display()))
                 .unwrap_or_default()
         );
     }
@@ -808,12 +822,8 @@ fn parse_learning_rate(s: &str) -> Res<f32> {
 fn run_icon(a: IconArgs) -> Res<()> {
     use ember_core::contrastive::{Neighbourhood, Normalisation, Similarity};
     use ember_core::icon::{IconParams, icon_embed, icon_scratch};
-    let Loaded {
-        data,
-        labels,
-        plot,
-        src,
-    } = load(&a.io)?;
+    let loaded = load(&a.io)?;
+    let (data, src) = (&loaded.data, &loaded.src);
     let out_kind = io::OutputKind::from_path(&a.io.output)?;
     let params = IconParams {
         dims: a.dims,
@@ -841,9 +851,8 @@ fn run_icon(a: IconArgs) -> Res<()> {
     };
     params.validate().map_err(|e| e.to_string())?;
     let n = data.rows;
-    let x = MatRef::dense(&data.values, n, data.cols).map_err(|e| format!("{src}: {e}"))?;
-    x.check_finite().map_err(|e| format!("{src}: {e}"))?;
-    let mut scratch = scratch_for(icon_scratch(n, data.cols, &params).bytes(), &src)?;
+    let x = loaded.matrix()?;
+    let mut scratch = scratch_for(icon_scratch(n, data.cols, &params).bytes(), src)?;
     let mut y = vec![0.0f32; n * params.dims];
     let mut obs = progress::Reporter::new(a.quiet);
     let t0 = std::time::Instant::now();
@@ -858,15 +867,7 @@ fn run_icon(a: IconArgs) -> Res<()> {
     .map_err(|e| format!("{src}: {e}"))?;
     obs.finish();
     io::write_embedding(&a.io.output, out_kind, &y, n, params.dims)?;
-    if let Some(p) = &plot {
-        plot::write_scatter(
-            p,
-            &y,
-            n,
-            params.dims,
-            labels.as_ref().map(|l| l.ids.as_slice()),
-        )?;
-    }
+    loaded.plot(&y, params.dims)?;
     if !a.quiet {
         eprintln!("stages: {}", obs.timing_summary());
         eprintln!(
@@ -874,7 +875,10 @@ fn run_icon(a: IconArgs) -> Res<()> {
             data.cols,
             t0.elapsed().as_secs_f64(),
             a.io.output.display(),
-            plot.map(|p| format!(" and {}", p.display()))
+            loaded
+                .plot
+                .as_ref()
+                .map(|p| format!(" and {}", p.display()))
                 .unwrap_or_default()
         );
     }
