@@ -77,6 +77,22 @@ struct Spec<'a> {
     exaggeration: f64,
 }
 
+impl<'a> Spec<'a> {
+    /// A plain cross-entropy: per-row q, no debiasing, no entropy term, unscaled.
+    fn cross_entropy(sim: Similarity, targets: Targets<'a>, same: bool) -> Self {
+        Spec {
+            sim,
+            targets,
+            same,
+            norm: Normalisation::Row,
+            debias: 0.0,
+            entropy: false,
+            scale: 1.0,
+            exaggeration: 1.0,
+        }
+    }
+}
+
 /// Scratch for any loss here with `m` rows against `n` columns of dimension `k`.
 pub fn contrastive_scratch(m: usize, n: usize, k: usize) -> ScratchSize {
     ScratchSize::new()
@@ -124,16 +140,7 @@ pub fn info_nce(
         "batch",
         "InfoNCE needs an even number of rows (two views per item)",
     )?;
-    let spec = Spec {
-        sim,
-        targets: Targets::Pairs,
-        same: true,
-        norm: Normalisation::Row,
-        debias: 0.0,
-        entropy: false,
-        scale: 1.0,
-        exaggeration: 1.0,
-    };
+    let spec = Spec::cross_entropy(sim, Targets::Pairs, true);
     run(z, z, &spec, par, scratch, grad, None)
 }
 
@@ -148,16 +155,7 @@ pub fn supcon(
     grad: &mut [f32],
 ) -> Result<f64> {
     ensure_len("labels", z.rows(), labels.len())?;
-    let spec = Spec {
-        sim,
-        targets: Targets::SameLabel(labels),
-        same: true,
-        norm: Normalisation::Row,
-        debias: 0.0,
-        entropy: false,
-        scale: 1.0,
-        exaggeration: 1.0,
-    };
+    let spec = Spec::cross_entropy(sim, Targets::SameLabel(labels), true);
     run(z, z, &spec, par, scratch, grad, None)
 }
 
@@ -179,18 +177,12 @@ pub fn clip_loss(
         "CLIP needs the same number of rows in both sets",
     )?;
     let spec = Spec {
-        sim,
-        targets: Targets::Diagonal,
-        same: false,
-        norm: Normalisation::Row,
-        debias: 0.0,
-        entropy: false,
         scale: 0.5,
-        exaggeration: 1.0,
+        ..Spec::cross_entropy(sim, Targets::Diagonal, false)
     };
     let l1 = run(a, b, &spec, par, scratch, grad_a, Some(grad_b))?;
-    // The other direction adds its gradients onto the first's.
-    let l2 = run_accumulate(b, a, &spec, par, scratch, grad_b, grad_a)?;
+    // The other direction adds its gradients onto the first's (`engine` adds, `run` zeroes).
+    let l2 = engine(b, a, &spec, par, scratch, grad_b, Some(grad_a))?;
     Ok(l1 + l2)
 }
 
@@ -208,16 +200,7 @@ pub fn cross_entropy(
     grad_a: &mut [f32],
     grad_b: &mut [f32],
 ) -> Result<f64> {
-    let spec = Spec {
-        sim,
-        targets,
-        same: false,
-        norm: Normalisation::Row,
-        debias: 0.0,
-        entropy: false,
-        scale: 1.0,
-        exaggeration: 1.0,
-    };
+    let spec = Spec::cross_entropy(sim, targets, false);
     run(a, b, &spec, par, scratch, grad_a, Some(grad_b))
 }
 
@@ -268,14 +251,11 @@ pub fn icon_loss_exaggerated(
         "the diagonal target needs two sets; use Pairs, SameLabel or Sparse",
     )?;
     let spec = Spec {
-        sim: q,
-        targets: p,
-        same: true,
         norm,
         debias,
         entropy: true,
-        scale: 1.0,
         exaggeration,
+        ..Spec::cross_entropy(q, p, true)
     };
     run(y, y, &spec, par, scratch, grad, None)
 }
@@ -298,19 +278,6 @@ fn run(
     } else {
         engine(a, b, spec, par, scratch, grad_a, None)
     }
-}
-
-/// As `run`, adding onto the gradients instead of overwriting them.
-fn run_accumulate(
-    a: MatRef,
-    b: MatRef,
-    spec: &Spec,
-    par: &dyn Parallel,
-    scratch: &mut [u8],
-    grad_a: &mut [f32],
-    grad_b: &mut [f32],
-) -> Result<f64> {
-    engine(a, b, spec, par, scratch, grad_a, Some(grad_b))
 }
 
 /// The number of candidate columns of each row.
@@ -404,7 +371,6 @@ fn prepare(
     x: MatRef,
     sim: Similarity,
     centre: &[f64],
-    first_row: usize,
     out: &mut [f32],
     norms: &mut [f32],
 ) -> Result<()> {
@@ -417,7 +383,7 @@ fn prepare(
                 let n2: f64 = row.iter().map(|&v| v as f64 * v as f64).sum();
                 let norm = libm::sqrt(n2);
                 if norm <= 0.0 || !norm.is_finite() || (norm as f32) == 0.0 {
-                    return Err(Error::ZeroVector { row: first_row + i });
+                    return Err(Error::ZeroVector { row: i });
                 }
                 for (oc, &v) in o.iter_mut().zip(row) {
                     *oc = (v as f64 / norm) as f32;
@@ -488,12 +454,12 @@ fn engine(
         }
         centre.iter_mut().for_each(|c| *c /= m as f64);
     }
-    prepare(a, spec.sim, centre, 0, ap, na)?;
+    prepare(a, spec.sim, centre, ap, na)?;
     if spec.same {
         bp.copy_from_slice(ap);
         nb.copy_from_slice(na);
     } else {
-        prepare(b, spec.sim, centre, 0, bp, nb)?;
+        prepare(b, spec.sim, centre, bp, nb)?;
     }
     let (am, bm) = (MatRef::dense(ap, m, k)?, MatRef::dense(bp, n, k)?);
     gemm::a_bt(am, bm, par, h);
@@ -539,9 +505,11 @@ fn engine(
 
     let alpha = spec.debias as f64;
     let cands = candidates(spec, n);
-    let rows_with_targets = (0..m)
-        .filter(|&i| alpha > 0.0 || for_targets(&spec.targets, i, n, |_, _| {}) > 0.0)
-        .count();
+    // One pass over the targets: rows that have any, and the total mass of p̃.
+    let (rows_with_targets, sparse_mass) = (0..m).fold((0usize, 0.0f64), |(rows, mass), i| {
+        let p = for_targets(&spec.targets, i, n, |_, _| {});
+        (rows + (alpha > 0.0 || p > 0.0) as usize, mass + p)
+    });
     if rows_with_targets == 0 {
         return Err(Error::InvalidParameter {
             name: "targets",
@@ -557,11 +525,7 @@ fn engine(
         }
     };
     // Joint q: every row's gradient carries the total mass of p̃ (1 for a distribution).
-    let total_p: f64 = (0..m)
-        .map(|i| for_targets(&spec.targets, i, n, |_, _| {}))
-        .sum::<f64>()
-        * (1.0 - alpha)
-        + alpha;
+    let total_p = sparse_mass * (1.0 - alpha) + alpha;
     let (weight, uniform) = match spec.norm {
         Normalisation::Row => (spec.scale / rows_with_targets as f64, 1.0 / cands as f64),
         Normalisation::Joint => (spec.scale, 1.0 / (m * cands) as f64),
