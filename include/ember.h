@@ -426,6 +426,78 @@ enum ember_status ember_icon_neighbourhood(const float *x,
                                            float *p_values,
                                            size_t *nnz);
 
+// The `k` nearest neighbours of every point among the other points (never the point
+// itself), ascending by distance. Data layout as for ember_tsne. `idx` receives `n * k`
+// zero-based indices, row-major; `dist` (may be NULL) the matching distances: Euclidean,
+// or 1 - cosine similarity. `method` is EMBER_KNN_* (approximate search is seeded by
+// `seed`); `threads` 0 = all cores.
+//
+// # Safety
+// `x` as for ember_tsne; `idx` valid for `n * k` values and `dist` NULL or likewise.
+enum ember_status ember_knn(const float *x,
+                            size_t n,
+                            size_t d,
+                            size_t row_stride,
+                            size_t col_stride,
+                            size_t k,
+                            uint32_t metric,
+                            uint32_t method,
+                            uint32_t threads,
+                            uint64_t seed,
+                            uint32_t *idx,
+                            float *dist,
+                            ember_progress_fn progress,
+                            void *user);
+
+// Exact search: the `k` nearest rows of `base` (`nb` rows) for each of the `nq` rows of
+// `queries`, both with `d` columns and their own strides (elements, as for ember_tsne).
+// `idx`/`dist` (dist may be NULL) receive `nq * k` values as for ember_knn.
+//
+// # Safety
+// Each matrix valid for the elements its strides address; outputs as for ember_knn.
+enum ember_status ember_knn_query(const float *base,
+                                  size_t nb,
+                                  size_t base_row_stride,
+                                  size_t base_col_stride,
+                                  const float *queries,
+                                  size_t nq,
+                                  size_t query_row_stride,
+                                  size_t query_col_stride,
+                                  size_t d,
+                                  size_t k,
+                                  uint32_t metric,
+                                  uint32_t threads,
+                                  uint32_t *idx,
+                                  float *dist);
+
+// Mean fraction of each point's `k` reference neighbours (say, in the data) found among
+// its `k` neighbours in `found` (say, in the embedding): recall@k. Both are `n * k`
+// row-major index lists, as ember_knn writes them. The result goes to `*out`.
+//
+// # Safety
+// `reference` and `found` valid for `n * k` values, `out` for one double.
+enum ember_status ember_knn_recall(const uint32_t *reference,
+                                   const uint32_t *found,
+                                   size_t n,
+                                   size_t k,
+                                   double *out);
+
+// k-NN classification accuracy of an embedding `y` (`n` rows of `dims` floats, row-major):
+// a seeded random `test_fraction` of the points (0.1 is usual) is classified by majority
+// vote of its `k` nearest other points (10 is usual). The result goes to `*out`.
+//
+// # Safety
+// `y` valid for `n * dims` floats, `labels` for `n` values, `out` for one double.
+enum ember_status ember_knn_accuracy(const float *y,
+                                     size_t n,
+                                     size_t dims,
+                                     const uint32_t *labels,
+                                     size_t k,
+                                     double test_fraction,
+                                     uint64_t seed,
+                                     uint32_t threads,
+                                     double *out);
+
 // A static, human-readable description of a status code.
 const char *ember_status_message(int32_t status);
 

@@ -338,6 +338,24 @@ fn with_matrix(
     if n < 2 {
         return from_core(Error::TooFewPoints { n, min: 2 });
     }
+    with_any_matrix(x, n, d, row_stride, col_stride, f)
+}
+
+/// As `with_matrix`, for any number of rows from one up.
+fn with_any_matrix(
+    x: *const f32,
+    n: usize,
+    d: usize,
+    row_stride: usize,
+    col_stride: usize,
+    f: impl FnOnce(MatRef) -> ember_status,
+) -> ember_status {
+    if d == 0 {
+        return from_core(Error::NoDimensions);
+    }
+    if n == 0 {
+        return fail(EMBER_ERR_SHAPE, "need at least one row");
+    }
     if row_stride == 0 || col_stride == 0 {
         return fail(EMBER_ERR_SHAPE, "strides must be positive");
     }
@@ -1284,6 +1302,275 @@ pub unsafe extern "C" fn ember_icon_neighbourhood(
             Ok(count) => {
                 // SAFETY: non-NULL, checked above.
                 unsafe { *nnz = count };
+                EMBER_OK
+            }
+            Err(e) => from_core(e),
+        }
+    })
+}
+
+/// Converts the core's ranking distances to the metric's own: Euclidean (not squared) or
+/// cosine distance 1 - cos.
+fn metric_distances(metric: Metric, dist: &mut [f32]) {
+    if metric == Metric::SqEuclidean {
+        for v in dist {
+            *v = v.sqrt();
+        }
+    }
+}
+
+/// The `k` nearest neighbours of every point among the other points (never the point
+/// itself), ascending by distance. Data layout as for ember_tsne. `idx` receives `n * k`
+/// zero-based indices, row-major; `dist` (may be NULL) the matching distances: Euclidean,
+/// or 1 - cosine similarity. `method` is EMBER_KNN_* (approximate search is seeded by
+/// `seed`); `threads` 0 = all cores.
+///
+/// # Safety
+/// `x` as for ember_tsne; `idx` valid for `n * k` values and `dist` NULL or likewise.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_knn(
+    x: *const f32,
+    n: usize,
+    d: usize,
+    row_stride: usize,
+    col_stride: usize,
+    k: usize,
+    metric: u32,
+    method: u32,
+    threads: u32,
+    seed: u64,
+    idx: *mut u32,
+    dist: *mut f32,
+    progress: ember_progress_fn,
+    user: *mut c_void,
+) -> ember_status {
+    guard(|| {
+        if x.is_null() || idx.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "x and idx must not be NULL");
+        }
+        let (metric, method) = match (metric_of(metric), knn_of(method)) {
+            (Ok(m), Ok(k)) => (m, k),
+            (Err(s), _) | (_, Err(s)) => return s,
+        };
+        if n >= 2 && (k == 0 || k >= n) {
+            return fail(
+                EMBER_ERR_INVALID_PARAMETER,
+                &format!("k = {k} must satisfy 1 <= k <= N - 1 = {}", n - 1),
+            );
+        }
+        with_matrix(x, n, d, row_stride, col_stride, |xm| {
+            if let Err(e) = xm.check_finite() {
+                return from_core(e);
+            }
+            let Some(len) = n.checked_mul(k) else {
+                return fail(EMBER_ERR_SHAPE, "n * k overflows");
+            };
+            let nnd = ember_core::nndescent::NnDescentParams {
+                seed,
+                ..Default::default()
+            };
+            let bytes =
+                ember_core::neighbours::search_scratch(n, d, k, metric, method, &nnd).bytes();
+            let (mut scratch, mut own_dist) = match (try_zeroed::<u8>(bytes), try_zeroed(len)) {
+                (Ok(s), Ok(dv)) => (s, dv),
+                (Err(s), _) | (_, Err(s)) => return s,
+            };
+            // SAFETY: the caller promised `idx` holds n * k values.
+            let is = unsafe { std::slice::from_raw_parts_mut(idx, len) };
+            let mut obs = Callback { f: progress, user };
+            let par = Threads::new(threads as usize);
+            if let Err(e) = ember_core::neighbours::search(
+                xm,
+                k,
+                metric,
+                method,
+                &nnd,
+                &par,
+                &mut obs,
+                &mut scratch,
+                is,
+                &mut own_dist,
+            ) {
+                return from_core(e);
+            }
+            if !dist.is_null() {
+                metric_distances(metric, &mut own_dist);
+                // SAFETY: non-NULL, and the caller promised n * k floats.
+                unsafe { std::slice::from_raw_parts_mut(dist, len) }.copy_from_slice(&own_dist);
+            }
+            EMBER_OK
+        })
+    })
+}
+
+/// Exact search: the `k` nearest rows of `base` (`nb` rows) for each of the `nq` rows of
+/// `queries`, both with `d` columns and their own strides (elements, as for ember_tsne).
+/// `idx`/`dist` (dist may be NULL) receive `nq * k` values as for ember_knn.
+///
+/// # Safety
+/// Each matrix valid for the elements its strides address; outputs as for ember_knn.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_knn_query(
+    base: *const f32,
+    nb: usize,
+    base_row_stride: usize,
+    base_col_stride: usize,
+    queries: *const f32,
+    nq: usize,
+    query_row_stride: usize,
+    query_col_stride: usize,
+    d: usize,
+    k: usize,
+    metric: u32,
+    threads: u32,
+    idx: *mut u32,
+    dist: *mut f32,
+) -> ember_status {
+    guard(|| {
+        if base.is_null() || queries.is_null() || idx.is_null() {
+            return fail(
+                EMBER_ERR_NULL_POINTER,
+                "base, queries and idx must not be NULL",
+            );
+        }
+        let metric = match metric_of(metric) {
+            Ok(m) => m,
+            Err(s) => return s,
+        };
+        if k == 0 || k > nb {
+            return fail(
+                EMBER_ERR_INVALID_PARAMETER,
+                &format!("k = {k} must satisfy 1 <= k <= number of base points = {nb}"),
+            );
+        }
+        if nq == 0 {
+            return fail(EMBER_ERR_SHAPE, "nq must be at least 1");
+        }
+        with_any_matrix(base, nb, d, base_row_stride, base_col_stride, |bm| {
+            with_any_matrix(queries, nq, d, query_row_stride, query_col_stride, |qm| {
+                if let Err(e) = bm.check_finite().and(qm.check_finite()) {
+                    return from_core(e);
+                }
+                let Some(len) = nq.checked_mul(k) else {
+                    return fail(EMBER_ERR_SHAPE, "nq * k overflows");
+                };
+                let norms_len = ember_core::knn::query_norms_len(nb, nq);
+                let (mut norms, mut own_dist) = match (try_zeroed(norms_len), try_zeroed(len)) {
+                    (Ok(a), Ok(b)) => (a, b),
+                    (Err(s), _) | (_, Err(s)) => return s,
+                };
+                // SAFETY: the caller promised `idx` holds nq * k values.
+                let is = unsafe { std::slice::from_raw_parts_mut(idx, len) };
+                let par = Threads::new(threads as usize);
+                if let Err(e) = ember_core::knn::exact_knn_query(
+                    bm,
+                    qm,
+                    k,
+                    metric,
+                    ember_core::knn::Kernel::Simd,
+                    &par,
+                    &mut ember_core::Silent,
+                    &mut norms,
+                    is,
+                    &mut own_dist,
+                ) {
+                    return from_core(e);
+                }
+                if !dist.is_null() {
+                    metric_distances(metric, &mut own_dist);
+                    // SAFETY: non-NULL, and the caller promised nq * k floats.
+                    unsafe { std::slice::from_raw_parts_mut(dist, len) }.copy_from_slice(&own_dist);
+                }
+                EMBER_OK
+            })
+        })
+    })
+}
+
+/// Mean fraction of each point's `k` reference neighbours (say, in the data) found among
+/// its `k` neighbours in `found` (say, in the embedding): recall@k. Both are `n * k`
+/// row-major index lists, as ember_knn writes them. The result goes to `*out`.
+///
+/// # Safety
+/// `reference` and `found` valid for `n * k` values, `out` for one double.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_knn_recall(
+    reference: *const u32,
+    found: *const u32,
+    n: usize,
+    k: usize,
+    out: *mut f64,
+) -> ember_status {
+    guard(|| {
+        if reference.is_null() || found.is_null() || out.is_null() {
+            return fail(
+                EMBER_ERR_NULL_POINTER,
+                "reference, found and out must not be NULL",
+            );
+        }
+        let Some(len) = n.checked_mul(k).filter(|&l| l > 0) else {
+            return fail(EMBER_ERR_SHAPE, "need n >= 1 and k >= 1");
+        };
+        // SAFETY: the caller promised n * k values in each list.
+        let (r, f) = unsafe {
+            (
+                std::slice::from_raw_parts(reference, len),
+                std::slice::from_raw_parts(found, len),
+            )
+        };
+        match ember_core::metrics::knn_recall(r, f, k) {
+            Ok(v) => {
+                // SAFETY: non-NULL, one double.
+                unsafe { *out = v };
+                EMBER_OK
+            }
+            Err(e) => from_core(e),
+        }
+    })
+}
+
+/// k-NN classification accuracy of an embedding `y` (`n` rows of `dims` floats, row-major):
+/// a seeded random `test_fraction` of the points (0.1 is usual) is classified by majority
+/// vote of its `k` nearest other points (10 is usual). The result goes to `*out`.
+///
+/// # Safety
+/// `y` valid for `n * dims` floats, `labels` for `n` values, `out` for one double.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_knn_accuracy(
+    y: *const f32,
+    n: usize,
+    dims: usize,
+    labels: *const u32,
+    k: usize,
+    test_fraction: f64,
+    seed: u64,
+    threads: u32,
+    out: *mut f64,
+) -> ember_status {
+    guard(|| {
+        if labels.is_null() || out.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "labels and out must not be NULL");
+        }
+        let ym = match rows_view(y, n, dims, dims, "y") {
+            Ok(m) => m,
+            Err(s) => return s,
+        };
+        if let Err(e) = ym.check_finite() {
+            return from_core(e);
+        }
+        // SAFETY: the caller promised n labels.
+        let ls = unsafe { std::slice::from_raw_parts(labels, n) };
+        let bytes = ember_core::metrics::knn_accuracy_scratch(n, dims, k).bytes();
+        let mut scratch = match try_zeroed::<u8>(bytes) {
+            Ok(s) => s,
+            Err(s) => return s,
+        };
+        let par = Threads::new(threads as usize);
+        match ember_core::metrics::knn_accuracy(ym, ls, k, test_fraction, seed, &par, &mut scratch)
+        {
+            Ok(v) => {
+                // SAFETY: non-NULL, one double.
+                unsafe { *out = v };
                 EMBER_OK
             }
             Err(e) => from_core(e),

@@ -117,3 +117,9 @@ fn c_program_calls_from_many_threads_at_once() {
     let report = compile_and_run("test_threads");
     assert!(report.contains("results identical to one thread"));
 }
+
+#[test]
+fn c_program_searches_neighbours_and_scores_embeddings() {
+    let report = compile_and_run("test_knn_eval");
+    assert!(report.contains("approximate kNN recall@15"));
+}
