@@ -26,3 +26,38 @@ pub fn mnist(n: usize) -> (Vec<f32>, Vec<u32>) {
     let l = lab[8..8 + n].iter().map(|&v| v as u32).collect();
     (x, l)
 }
+
+/// The directory holding libember.so and libember.a from the profile this test was built
+/// with (the tests crate depends on the C library, so cargo builds it first).
+pub fn built_lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    for dir in [deps, deps.parent().unwrap()] {
+        if dir.join("libember.so").exists() && dir.join("libember.a").exists() {
+            return dir.to_path_buf();
+        }
+    }
+    panic!(
+        "libember.so and libember.a not found near {}",
+        exe.display()
+    );
+}
+
+/// Writes the bundled MNIST test images and labels, uncompressed, as `<dir>/<stem>-images.idx`
+/// and `<dir>/<stem>-labels.idx` (one pair per caller: tests run concurrently).
+pub fn mnist_idx_files(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let images = dir.join(format!("{stem}-images.idx"));
+    let labels = dir.join(format!("{stem}-labels.idx"));
+    std::fs::write(
+        &images,
+        gunzip(&root().join("data/t10k-images.idx3-ubyte.gz")),
+    )
+    .unwrap();
+    std::fs::write(
+        &labels,
+        gunzip(&root().join("data/t10k-labels.idx1-ubyte.gz")),
+    )
+    .unwrap();
+    (images, labels)
+}

@@ -1,50 +1,15 @@
 //! Compiles the C programs in tests/c with gcc -Wall -Wextra -Werror against include/ember.h and
 //! the static library cargo built for this test run, then runs it on real MNIST digits.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use ember_tests::{built_lib_dir, mnist_idx_files, root};
+use std::path::PathBuf;
 use std::process::Command;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// libember.a from this profile's build (it is a dependency of this crate).
-fn static_lib() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        let p = dir.join("libember.a");
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("libember.a not found next to {}", exe.display());
-}
-
-fn gunzip_to(src: &Path, dst: &Path) {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(src).unwrap())
-        .read_to_end(&mut out)
-        .unwrap();
-    std::fs::write(dst, out).unwrap();
-}
 
 /// Compiles tests/c/<name>.c under ASan + UBSan against the header and the static library,
 /// runs it on the bundled digits, and returns its report.
 fn compile_and_run(name: &str) -> String {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_api");
-    std::fs::create_dir_all(&tmp).unwrap();
-    // Each program gets its own copy: the tests run concurrently.
-    let (images, labels) = (
-        tmp.join(format!("{name}-images.idx")),
-        tmp.join(format!("{name}-labels.idx")),
-    );
-    gunzip_to(&root().join("data/t10k-images.idx3-ubyte.gz"), &images);
-    gunzip_to(&root().join("data/t10k-labels.idx1-ubyte.gz"), &labels);
+    let (images, labels) = mnist_idx_files(&tmp, name);
     compile_and_run_with(name, &[images, labels])
 }
 
@@ -67,7 +32,7 @@ fn compile_and_run_with(name: &str, args: &[PathBuf]) -> String {
         .arg("-I")
         .arg(root().join("include"))
         .arg(root().join(format!("tests/c/{name}.c")))
-        .arg(static_lib())
+        .arg(built_lib_dir().join("libember.a"))
         .args(["-pthread", "-lpthread", "-ldl", "-lm", "-o"])
         .arg(&exe)
         .output()

@@ -1,23 +1,9 @@
 //! Installs the C library with capi/install.sh into a temporary prefix, checks the soname,
 //! and builds and runs a C program outside the source tree with `pkg-config`.
 
+use ember_tests::built_lib_dir;
 use std::path::PathBuf;
 use std::process::Command;
-
-/// The directory holding libember.so and libember.a from this profile's build.
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        if dir.join("libember.so").exists() && dir.join("libember.a").exists() {
-            return dir.to_path_buf();
-        }
-    }
-    panic!(
-        "libember.so and libember.a not found near {}",
-        exe.display()
-    );
-}
 
 const PROGRAM: &str = r#"
 #include <ember.h>
@@ -62,7 +48,7 @@ fn installed_library_builds_a_program_with_pkg_config() {
     let out = Command::new("bash")
         .arg(root.join("capi/install.sh"))
         .arg(&prefix)
-        .env("EMBER_LIB_DIR", lib_dir())
+        .env("EMBER_LIB_DIR", built_lib_dir())
         .output()
         .unwrap();
     assert!(
