@@ -101,6 +101,11 @@ typedef enum ember_status {
   EMBER_ERR_ZERO_VECTOR = 11,
 } ember_status;
 
+// A reference set kept for repeated neighbour queries (opaque; create with
+// ember_knn_index_new, release with ember_knn_index_free). Read-only once made, so any
+// number of threads may query one index at once.
+typedef struct ember_knn_index ember_knn_index;
+
 // t-SNE parameters. Fill with ember_tsne_params_default(), then change fields.
 typedef struct ember_tsne_params {
   // sizeof(ember_tsne_params) as the caller compiled it; set by the default initialiser.
@@ -469,6 +474,48 @@ enum ember_status ember_knn_query(const float *base,
                                   uint32_t threads,
                                   uint32_t *idx,
                                   float *dist);
+
+// Copies `n` reference points (layout as for ember_tsne) into a new index for exact
+// queries under `metric`, and stores it in `*index` (NULL on failure).
+//
+// # Safety
+// `x` as for ember_tsne; `index` valid for one pointer.
+enum ember_status ember_knn_index_new(const float *x,
+                                      size_t n,
+                                      size_t d,
+                                      size_t row_stride,
+                                      size_t col_stride,
+                                      uint32_t metric,
+                                      struct ember_knn_index **index);
+
+// The number of reference points and their dimension (either pointer may be NULL).
+//
+// # Safety
+// `index` NULL or from ember_knn_index_new; `n`, `d` NULL or valid for one value.
+enum ember_status ember_knn_index_shape(const struct ember_knn_index *index, size_t *n, size_t *d);
+
+// The `k` nearest reference points of each of the `nq` query rows (with the index's
+// dimension and their own strides), exactly; outputs as for ember_knn_query.
+//
+// # Safety
+// `index` NULL or from ember_knn_index_new; the rest as for ember_knn_query.
+enum ember_status ember_knn_index_query(const struct ember_knn_index *index,
+                                        const float *queries,
+                                        size_t nq,
+                                        size_t row_stride,
+                                        size_t col_stride,
+                                        size_t k,
+                                        uint32_t threads,
+                                        uint32_t *idx,
+                                        float *dist);
+
+// Frees the index `*index` and sets `*index` to NULL, so a second call is harmless;
+// `index` NULL or `*index` NULL does nothing.
+//
+// # Safety
+// `index` NULL, or pointing to NULL or to an index from ember_knn_index_new that no other
+// thread is using.
+void ember_knn_index_free(struct ember_knn_index **index);
 
 // Mean fraction of each point's `k` reference neighbours (say, in the data) found among
 // its `k` neighbours in `found` (say, in the embedding): recall@k. Both are `n * k`

@@ -11,6 +11,8 @@ layout). No copies: the column-major layout is described to the library by strid
     Y = Ember.umap(X; neighbors = 15)
     Ys = Ember.ne_spectrum(X, [0.0, 0.5, 1.0])
     loss, G = Ember.infonce(Z; tau = 0.1f0)
+    idx, dist = Ember.knn(X, 15)      # 15×N, 1-based
+    ix = Ember.KnnIndex(X); idx, dist = Ember.query(ix, Q, 10)
 
 The library is `ENV["EMBER_LIB"]`, or `libember` on the loader path.
 """
@@ -88,6 +90,8 @@ struct Similarity
 end
 
 const LOSSES = Dict(:neg => 0x0, :nce => 0x1, :infonce => 0x2, :umap => 0x3)
+const METRICS = Dict(:euclidean => 0x0, :cosine => 0x1)
+const KNN_METHODS = Dict(:auto => 0x0, :exact => 0x1, :approx => 0x2)
 
 version() = unsafe_string(ccall((:ember_version, libember), Cstring, ()))
 
@@ -172,6 +176,61 @@ function infonce(Z::Matrix{Float32}; tau::Real = 0.1, threads::Integer = 0)
                  Ptr{Float32}),
                 Z, n, d, d, Similarity(0, tau), threads, loss, G))
     loss[], G
+end
+
+"""
+    idx, dist = knn(X, k)
+
+The `k` nearest neighbours of every point among the others (never itself), ascending:
+`k×N` matrices of 1-based point numbers and distances (Euclidean, or 1 − cosine).
+"""
+function knn(X::AbstractMatrix{Float32}, k::Integer; points::Symbol = :columns,
+             metric::Symbol = :euclidean, method::Symbol = :auto, threads::Integer = 0,
+             seed::Integer = 42)
+    n, d, rs, cs = layout(X, points)
+    idx = Matrix{UInt32}(undef, k, n)
+    dist = Matrix{Float32}(undef, k, n)
+    check(ccall((:ember_knn, libember), Int32,
+                (Ptr{Float32}, Csize_t, Csize_t, Csize_t, Csize_t, Csize_t, UInt32, UInt32, UInt32,
+                 UInt64, Ptr{UInt32}, Ptr{Float32}, Ptr{Cvoid}, Ptr{Cvoid}),
+                X, n, d, rs, cs, k, METRICS[metric], KNN_METHODS[method], threads, seed, idx, dist,
+                C_NULL, C_NULL))
+    Int.(idx) .+ 1, dist
+end
+
+"""A reference set for repeated exact neighbour queries; freed by the GC or `close`."""
+mutable struct KnnIndex
+    ptr::Ptr{Cvoid}
+end
+
+function KnnIndex(X::AbstractMatrix{Float32}; points::Symbol = :columns,
+                  metric::Symbol = :euclidean)
+    n, d, rs, cs = layout(X, points)
+    out = Ref{Ptr{Cvoid}}(C_NULL)
+    check(ccall((:ember_knn_index_new, libember), Int32,
+                (Ptr{Float32}, Csize_t, Csize_t, Csize_t, Csize_t, UInt32, Ref{Ptr{Cvoid}}),
+                X, n, d, rs, cs, METRICS[metric], out))
+    finalizer(close, KnnIndex(out[]))
+end
+
+function Base.close(ix::KnnIndex)
+    handle = Ref(ix.ptr)
+    ccall((:ember_knn_index_free, libember), Cvoid, (Ref{Ptr{Cvoid}},), handle)
+    ix.ptr = C_NULL
+    nothing
+end
+
+"""`k×M` 1-based reference numbers and distances of the nearest reference points of Q's points."""
+function query(ix::KnnIndex, Q::AbstractMatrix{Float32}, k::Integer; points::Symbol = :columns,
+               threads::Integer = 0)
+    nq, _, rs, cs = layout(Q, points)
+    idx = Matrix{UInt32}(undef, k, nq)
+    dist = Matrix{Float32}(undef, k, nq)
+    check(ccall((:ember_knn_index_query, libember), Int32,
+                (Ptr{Cvoid}, Ptr{Float32}, Csize_t, Csize_t, Csize_t, Csize_t, UInt32, Ptr{UInt32},
+                 Ptr{Float32}),
+                ix.ptr, Q, nq, rs, cs, k, threads, idx, dist))
+    Int.(idx) .+ 1, dist
 end
 
 end # module

@@ -96,12 +96,23 @@ _lib.ember_ne_spectrum.argtypes = [_f32p, ctypes.c_size_t, ctypes.c_size_t, ctyp
                                    ctypes.POINTER(ctypes.c_double), ctypes.c_size_t, _f32p,
                                    _progress, ctypes.c_void_p]
 _lib.ember_ne_spectrum.restype = ctypes.c_int
+_u32p = ctypes.POINTER(ctypes.c_uint32)
+_lib.ember_knn.argtypes = [_f32p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t,
+                           ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_uint32,
+                           ctypes.c_uint32, ctypes.c_uint64, _u32p, _f32p, _progress,
+                           ctypes.c_void_p]
+_lib.ember_knn.restype = ctypes.c_int
+_lib.ember_knn_accuracy.argtypes = [_f32p, ctypes.c_size_t, ctypes.c_size_t, _u32p,
+                                    ctypes.c_size_t, ctypes.c_double, ctypes.c_uint64,
+                                    ctypes.c_uint32, ctypes.POINTER(ctypes.c_double)]
+_lib.ember_knn_accuracy.restype = ctypes.c_int
 _lib.ember_infonce.argtypes = [_f32p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t,
                                Similarity, ctypes.c_uint32, ctypes.POINTER(ctypes.c_double), _f32p]
 _lib.ember_infonce.restype = ctypes.c_int
 
 LOSSES = {"neg": 0, "nce": 1, "infonce": 2, "umap": 3}
 METRICS = {"euclidean": 0, "cosine": 1}
+KNN_METHODS = {"auto": 0, "exact": 1, "approx": 2}
 
 
 def version():
@@ -195,3 +206,29 @@ def infonce(z, tau=0.1, threads=0):
     _check(_lib.ember_infonce(_ptr(buf), n, d, d, Similarity(0, tau), threads,
                               ctypes.byref(loss), _ptr(g)))
     return loss.value, _result(g, n, d)
+
+
+def knn(x, k, metric="euclidean", method="auto", threads=0, seed=42):
+    """The k nearest neighbours of every row among the others: (indices, distances), n x k,
+    0-based, ascending; distances are Euclidean or 1 - cosine similarity."""
+    buf, n, d = _matrix(x)
+    idx = (ctypes.c_uint32 * (n * k))()
+    dist = (ctypes.c_float * (n * k))()
+    _check(_lib.ember_knn(_ptr(buf), n, d, d, 1, k, METRICS[metric], KNN_METHODS[method],
+                          threads, seed, idx, dist, _progress(0), None))
+    if _np is not None:
+        return (_np.frombuffer(idx, dtype=_np.uint32).reshape(n, k).copy(),
+                _np.frombuffer(dist, dtype=_np.float32).reshape(n, k).copy())
+    return ([list(idx[i * k:(i + 1) * k]) for i in range(n)],
+            [list(dist[i * k:(i + 1) * k]) for i in range(n)])
+
+
+def knn_accuracy(y, labels, k=10, test_fraction=0.1, seed=42, threads=0):
+    """k-NN classification accuracy of an embedding: a seeded random test_fraction of the
+    rows is classified by majority vote of its k nearest other rows."""
+    buf, n, d = _matrix(y)
+    lab = (ctypes.c_uint32 * n)(*[int(v) for v in labels])
+    out = ctypes.c_double()
+    _check(_lib.ember_knn_accuracy(_ptr(buf), n, d, lab, k, test_fraction, seed, threads,
+                                   ctypes.byref(out)))
+    return out.value

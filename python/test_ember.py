@@ -36,6 +36,14 @@ print(f"UMAP 10-NN accuracy {acc_u:.3f}")
 assert acc_u > 0.75, acc_u
 panels = ember.ne_spectrum(x, [0.0, 1.0], threads=2)
 assert len(panels) == 2 and len(panels[0]) == n
+idx, dist = ember.knn(x, 10, method="exact")
+assert all(int(idx[i][0]) != i for i in range(n)), "a point listed as its own neighbour"
+assert all(float(dist[i][0]) <= float(dist[i][9]) for i in range(n)), "distances not ascending"
+truth = math.sqrt(sum((a - b) ** 2 for a, b in zip(x[3], x[int(idx[3][9])])))
+assert abs(float(dist[3][9]) - truth) <= 1e-3 * truth, (dist[3][9], truth)
+acc_lib = ember.knn_accuracy(y, list(lab), k=10, test_fraction=0.2)
+print(f"library 10-NN accuracy of the t-SNE map {acc_lib:.3f}")
+assert acc_lib > 0.7, acc_lib
 loss, grad = ember.infonce(x[:64], tau=0.5)
 assert math.isfinite(loss) and len(grad) == 64
 try:

@@ -1427,64 +1427,232 @@ pub unsafe extern "C" fn ember_knn_query(
     dist: *mut f32,
 ) -> ember_status {
     guard(|| {
-        if base.is_null() || queries.is_null() || idx.is_null() {
-            return fail(
-                EMBER_ERR_NULL_POINTER,
-                "base, queries and idx must not be NULL",
-            );
+        if base.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "base must not be NULL");
         }
         let metric = match metric_of(metric) {
             Ok(m) => m,
             Err(s) => return s,
         };
-        if k == 0 || k > nb {
-            return fail(
-                EMBER_ERR_INVALID_PARAMETER,
-                &format!("k = {k} must satisfy 1 <= k <= number of base points = {nb}"),
-            );
-        }
-        if nq == 0 {
-            return fail(EMBER_ERR_SHAPE, "nq must be at least 1");
-        }
         with_any_matrix(base, nb, d, base_row_stride, base_col_stride, |bm| {
-            with_any_matrix(queries, nq, d, query_row_stride, query_col_stride, |qm| {
-                if let Err(e) = bm.check_finite().and(qm.check_finite()) {
-                    return from_core(e);
-                }
-                let Some(len) = nq.checked_mul(k) else {
-                    return fail(EMBER_ERR_SHAPE, "nq * k overflows");
-                };
-                let norms_len = ember_core::knn::query_norms_len(nb, nq);
-                let (mut norms, mut own_dist) = match (try_zeroed(norms_len), try_zeroed(len)) {
-                    (Ok(a), Ok(b)) => (a, b),
-                    (Err(s), _) | (_, Err(s)) => return s,
-                };
-                // SAFETY: the caller promised `idx` holds nq * k values.
-                let is = unsafe { std::slice::from_raw_parts_mut(idx, len) };
-                let par = Threads::new(threads as usize);
-                if let Err(e) = ember_core::knn::exact_knn_query(
-                    bm,
-                    qm,
-                    k,
-                    metric,
-                    ember_core::knn::Kernel::Simd,
-                    &par,
-                    &mut ember_core::Silent,
-                    &mut norms,
-                    is,
-                    &mut own_dist,
-                ) {
-                    return from_core(e);
-                }
-                if !dist.is_null() {
-                    metric_distances(metric, &mut own_dist);
-                    // SAFETY: non-NULL, and the caller promised nq * k floats.
-                    unsafe { std::slice::from_raw_parts_mut(dist, len) }.copy_from_slice(&own_dist);
-                }
-                EMBER_OK
-            })
+            if let Err(e) = bm.check_finite() {
+                return from_core(e);
+            }
+            let q = Queries {
+                x: queries,
+                n: nq,
+                row_stride: query_row_stride,
+                col_stride: query_col_stride,
+            };
+            query_base(bm, metric, &q, k, threads, idx, dist)
         })
     })
+}
+
+/// A caller's query matrix.
+struct Queries {
+    x: *const f32,
+    n: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// Exact search of `q` against a checked base set; outputs as for ember_knn_query.
+fn query_base(
+    bm: MatRef,
+    metric: Metric,
+    q: &Queries,
+    k: usize,
+    threads: u32,
+    idx: *mut u32,
+    dist: *mut f32,
+) -> ember_status {
+    let nb = bm.rows();
+    if q.x.is_null() || idx.is_null() {
+        return fail(EMBER_ERR_NULL_POINTER, "queries and idx must not be NULL");
+    }
+    if k == 0 || k > nb {
+        return fail(
+            EMBER_ERR_INVALID_PARAMETER,
+            &format!("k = {k} must satisfy 1 <= k <= number of base points = {nb}"),
+        );
+    }
+    with_any_matrix(q.x, q.n, bm.cols(), q.row_stride, q.col_stride, |qm| {
+        if let Err(e) = qm.check_finite() {
+            return from_core(e);
+        }
+        let Some(len) = q.n.checked_mul(k) else {
+            return fail(EMBER_ERR_SHAPE, "nq * k overflows");
+        };
+        let norms_len = ember_core::knn::query_norms_len(nb, q.n);
+        let (mut norms, mut own_dist) = match (try_zeroed(norms_len), try_zeroed(len)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(s), _) | (_, Err(s)) => return s,
+        };
+        // SAFETY: the caller promised `idx` holds nq * k values.
+        let is = unsafe { std::slice::from_raw_parts_mut(idx, len) };
+        let par = Threads::new(threads as usize);
+        if let Err(e) = ember_core::knn::exact_knn_query(
+            bm,
+            qm,
+            k,
+            metric,
+            ember_core::knn::Kernel::Simd,
+            &par,
+            &mut ember_core::Silent,
+            &mut norms,
+            is,
+            &mut own_dist,
+        ) {
+            return from_core(e);
+        }
+        if !dist.is_null() {
+            metric_distances(metric, &mut own_dist);
+            // SAFETY: non-NULL, and the caller promised nq * k floats.
+            unsafe { std::slice::from_raw_parts_mut(dist, len) }.copy_from_slice(&own_dist);
+        }
+        EMBER_OK
+    })
+}
+
+/// A reference set kept for repeated neighbour queries (opaque; create with
+/// ember_knn_index_new, release with ember_knn_index_free). Read-only once made, so any
+/// number of threads may query one index at once.
+pub struct ember_knn_index {
+    rows: Vec<f32>,
+    n: usize,
+    d: usize,
+    metric: Metric,
+}
+
+/// Copies `n` reference points (layout as for ember_tsne) into a new index for exact
+/// queries under `metric`, and stores it in `*index` (NULL on failure).
+///
+/// # Safety
+/// `x` as for ember_tsne; `index` valid for one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_knn_index_new(
+    x: *const f32,
+    n: usize,
+    d: usize,
+    row_stride: usize,
+    col_stride: usize,
+    metric: u32,
+    index: *mut *mut ember_knn_index,
+) -> ember_status {
+    guard(|| {
+        if index.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "index must not be NULL");
+        }
+        // SAFETY: non-NULL, one pointer.
+        unsafe { *index = std::ptr::null_mut() };
+        if x.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "x must not be NULL");
+        }
+        let metric = match metric_of(metric) {
+            Ok(m) => m,
+            Err(s) => return s,
+        };
+        with_any_matrix(x, n, d, row_stride, col_stride, |xm| {
+            if let Err(e) = xm.check_finite() {
+                return from_core(e);
+            }
+            let mut rows = match try_zeroed::<f32>(n * d) {
+                Ok(v) => v,
+                Err(s) => return s,
+            };
+            for i in 0..n {
+                rows[i * d..(i + 1) * d].copy_from_slice(xm.row(i));
+            }
+            let boxed = Box::new(ember_knn_index { rows, n, d, metric });
+            // SAFETY: non-NULL, one pointer.
+            unsafe { *index = Box::into_raw(boxed) };
+            EMBER_OK
+        })
+    })
+}
+
+/// The number of reference points and their dimension (either pointer may be NULL).
+///
+/// # Safety
+/// `index` NULL or from ember_knn_index_new; `n`, `d` NULL or valid for one value.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_knn_index_shape(
+    index: *const ember_knn_index,
+    n: *mut usize,
+    d: *mut usize,
+) -> ember_status {
+    guard(|| {
+        // SAFETY: the caller promised NULL or a live index.
+        let Some(ix) = (unsafe { index.as_ref() }) else {
+            return fail(EMBER_ERR_NULL_POINTER, "index must not be NULL");
+        };
+        // SAFETY: each is NULL or valid for one value.
+        unsafe {
+            if let Some(n) = n.as_mut() {
+                *n = ix.n;
+            }
+            if let Some(d) = d.as_mut() {
+                *d = ix.d;
+            }
+        }
+        EMBER_OK
+    })
+}
+
+/// The `k` nearest reference points of each of the `nq` query rows (with the index's
+/// dimension and their own strides), exactly; outputs as for ember_knn_query.
+///
+/// # Safety
+/// `index` NULL or from ember_knn_index_new; the rest as for ember_knn_query.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_knn_index_query(
+    index: *const ember_knn_index,
+    queries: *const f32,
+    nq: usize,
+    row_stride: usize,
+    col_stride: usize,
+    k: usize,
+    threads: u32,
+    idx: *mut u32,
+    dist: *mut f32,
+) -> ember_status {
+    guard(|| {
+        // SAFETY: the caller promised NULL or a live index.
+        let Some(ix) = (unsafe { index.as_ref() }) else {
+            return fail(EMBER_ERR_NULL_POINTER, "index must not be NULL");
+        };
+        let bm = match MatRef::dense(&ix.rows, ix.n, ix.d) {
+            Ok(m) => m,
+            Err(e) => return from_core(e),
+        };
+        let q = Queries {
+            x: queries,
+            n: nq,
+            row_stride,
+            col_stride,
+        };
+        query_base(bm, ix.metric, &q, k, threads, idx, dist)
+    })
+}
+
+/// Frees the index `*index` and sets `*index` to NULL, so a second call is harmless;
+/// `index` NULL or `*index` NULL does nothing.
+///
+/// # Safety
+/// `index` NULL, or pointing to NULL or to an index from ember_knn_index_new that no other
+/// thread is using.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_knn_index_free(index: *mut *mut ember_knn_index) {
+    if index.is_null() {
+        return;
+    }
+    // SAFETY: the caller promised a pointer to NULL or to a live index it owns.
+    let p = unsafe { std::mem::replace(&mut *index, std::ptr::null_mut()) };
+    if !p.is_null() {
+        // SAFETY: made by Box::into_raw in ember_knn_index_new and not yet freed.
+        drop(unsafe { Box::from_raw(p) });
+    }
 }
 
 /// Mean fraction of each point's `k` reference neighbours (say, in the data) found among

@@ -5,6 +5,9 @@
 
 use std::collections::HashMap;
 
+/// The header's opaque handle types.
+const OPAQUE: &[&str] = &["ember_knn_index"];
+
 /// C type (normalised spacing) → the Julia type a `ccall` must use for it.
 fn julia_type(c: &str) -> String {
     let c = c.trim();
@@ -40,6 +43,14 @@ fn julia_type(c: &str) -> String {
             })
             .collect()
     };
+    // Opaque handles are plain pointers in Julia; `T **` outputs are `Ref{Ptr{Cvoid}}`.
+    if OPAQUE.iter().any(|o| c.contains(o)) {
+        return if c.ends_with("**") {
+            "Ref{Ptr{Cvoid}}".to_string()
+        } else {
+            "Ptr{Cvoid}".to_string()
+        };
+    }
     if let Some(rest) = c.strip_prefix("const struct ") {
         return format!("Ref{{{}}}", camel(rest.trim_end_matches('*').trim()));
     }
@@ -101,6 +112,9 @@ fn header_structs(h: &str) -> HashMap<String, Vec<(String, String)>> {
     for line in h.lines() {
         let t = line.trim();
         if let Some(rest) = t.strip_prefix("typedef struct ") {
+            if rest.ends_with(';') {
+                continue; // an opaque handle: no fields
+            }
             current = Some((rest.trim_end_matches('{').trim().to_string(), vec![]));
         } else if t.starts_with('}') {
             if let Some((name, fields)) = current.take() {
