@@ -247,54 +247,123 @@ fn traverse<const D: usize>(
     let theta2 = theta * theta;
     for_row_chunks_sum(par, n, TASK_ROWS, rep, D, partials, &|first, rows, out| {
         let mut z = 0.0f64;
-        let mut stack = [0u32; STACK];
         for r in 0..rows {
             let i = first + r;
-            let yi = &y[i * D..(i + 1) * D];
-            let mut f = [0.0f32; D];
-            let mut zi = 0.0f32;
-            stack[0] = 0;
-            let mut sp = 1;
-            while sp > 0 {
-                sp -= 1;
-                let nd = &nodes[stack[sp] as usize];
-                if nd.n_children == 0 {
-                    for &j in &perm[nd.start as usize..nd.end as usize] {
-                        let j = j as usize;
-                        if j == i {
-                            continue;
-                        }
-                        let yj = &y[j * D..(j + 1) * D];
-                        let (w, wa) = kernel.eval(sq_dist(yi, yj));
-                        zi += w;
-                        let c = w * wa;
-                        for a in 0..D {
-                            f[a] += c * (yi[a] - yj[a]);
-                        }
-                    }
-                    continue;
-                }
-                let d2 = sq_dist(yi, &nd.com[..D]);
-                if nd.width2 < theta2 * d2 {
-                    let (w, wa) = kernel.eval(d2);
-                    let cnt = nd.count as f32;
-                    zi += cnt * w;
-                    let c = cnt * w * wa;
-                    for a in 0..D {
-                        f[a] += c * (yi[a] - nd.com[a]);
-                    }
-                } else {
-                    for c in 0..nd.n_children {
-                        stack[sp] = nd.first_child + c;
-                        sp += 1;
-                    }
-                }
-            }
+            let yi: &[f32; D] = y[i * D..(i + 1) * D].try_into().unwrap();
+            let (zi, f) = repel_point::<D>(y, nodes, perm, kernel, theta2, yi, i);
             out[r * D..(r + 1) * D].copy_from_slice(&f);
             z += zi as f64;
         }
         z
     })
+}
+
+/// Σ_j w_j and Σ_j w_j·w_j^{1/α}·(q − y_j) over the tree's points from the position `q`,
+/// leaving out point `skip` (usize::MAX: none).
+#[inline(always)]
+fn repel_point<const D: usize>(
+    y: &[f32],
+    nodes: &[BhNode],
+    perm: &[u32],
+    kernel: OutputKernel,
+    theta2: f32,
+    q: &[f32; D],
+    skip: usize,
+) -> (f32, [f32; D]) {
+    let mut stack = [0u32; STACK];
+    let mut f = [0.0f32; D];
+    let mut zi = 0.0f32;
+    stack[0] = 0;
+    let mut sp = 1;
+    while sp > 0 {
+        sp -= 1;
+        let nd = &nodes[stack[sp] as usize];
+        if nd.n_children == 0 {
+            for &j in &perm[nd.start as usize..nd.end as usize] {
+                let j = j as usize;
+                if j == skip {
+                    continue;
+                }
+                let yj = &y[j * D..(j + 1) * D];
+                let (w, wa) = kernel.eval(sq_dist(q, yj));
+                zi += w;
+                let c = w * wa;
+                for a in 0..D {
+                    f[a] += c * (q[a] - yj[a]);
+                }
+            }
+            continue;
+        }
+        let d2 = sq_dist(q, &nd.com[..D]);
+        if nd.width2 < theta2 * d2 {
+            let (w, wa) = kernel.eval(d2);
+            let cnt = nd.count as f32;
+            zi += cnt * w;
+            let c = cnt * w * wa;
+            for a in 0..D {
+                f[a] += c * (q[a] - nd.com[a]);
+            }
+        } else {
+            for c in 0..nd.n_children {
+                stack[sp] = nd.first_child + c;
+                sp += 1;
+            }
+        }
+    }
+    (zi, f)
+}
+
+/// A Barnes–Hut tree over a fixed set of `n` points (`y`: n × dims, dims 2 or 3), for
+/// repeated queries from other positions with `tree_repulsion`. `nodes`: `nodes_len(n)`;
+/// `perm`: n.
+pub fn build_tree(
+    y: &[f32],
+    n: usize,
+    dims: usize,
+    nodes: &mut [BhNode],
+    perm: &mut [u32],
+) -> Result<()> {
+    ensure(
+        dims == 2 || dims == 3,
+        "dims",
+        "Barnes-Hut needs 2-D or 3-D output",
+    )?;
+    ensure(n >= 1, "N", "needs at least one point")?;
+    ensure_len("embedding", n * dims, y.len())?;
+    ensure_len("bh nodes", nodes_len(n), nodes.len())?;
+    ensure_len("bh permutation", n, perm.len())?;
+    if dims == 2 {
+        build::<2>(y, n, nodes, perm)?;
+    } else {
+        build::<3>(y, n, nodes, perm)?;
+    }
+    Ok(())
+}
+
+/// From the position `q` (dims values), against the points of a tree from `build_tree` over
+/// `y`: writes `force = Σ_j w_j·w_j^{1/α}·(q − y_j)` and returns `Σ_j w_j`, both Barnes–Hut
+/// approximations with opening angle `theta`. The result depends on `q` alone.
+pub fn tree_repulsion(
+    y: &[f32],
+    dims: usize,
+    nodes: &[BhNode],
+    perm: &[u32],
+    kernel: OutputKernel,
+    theta: f32,
+    q: &[f32],
+    force: &mut [f32],
+) -> f32 {
+    let theta2 = theta * theta;
+    if dims == 2 {
+        let (z, f) = repel_point::<2>(y, nodes, perm, kernel, theta2, &[q[0], q[1]], usize::MAX);
+        force[..2].copy_from_slice(&f);
+        z
+    } else {
+        let qq = [q[0], q[1], q[2]];
+        let (z, f) = repel_point::<3>(y, nodes, perm, kernel, theta2, &qq, usize::MAX);
+        force[..3].copy_from_slice(&f);
+        z
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,13 @@ pub enum Error {
     Cancelled,
     /// A vector of zero length where a direction is needed (cosine similarity).
     ZeroVector { row: usize },
+    /// Bytes that are not a valid ember model file.
+    BadModel { reason: &'static str },
+    /// A model file of a format version this build does not read.
+    ModelVersion { found: u32, supported: u32 },
+    /// Memory for this many bytes could not be had (std helpers only; the core allocates
+    /// nothing).
+    OutOfMemory { bytes: usize },
 }
 
 impl fmt::Display for Error {
@@ -70,6 +77,14 @@ impl fmt::Display for Error {
             Error::ZeroVector { row } => write!(
                 f,
                 "row {row} is a zero vector: its cosine similarity is undefined"
+            ),
+            Error::OutOfMemory { bytes } => {
+                write!(f, "out of memory: could not allocate {bytes} bytes")
+            }
+            Error::BadModel { reason } => write!(f, "not a valid ember model: {reason}"),
+            Error::ModelVersion { found, supported } => write!(
+                f,
+                "ember model format version {found} is not supported (this build reads version {supported})"
             ),
         }
     }

@@ -101,6 +101,59 @@ pub fn exact_knn_query(
     )
 }
 
+/// The per-row values the search needs for `x` under `metric` (`out`: one per row), so that
+/// a fixed base set can be prepared once for many `exact_knn_query_prepared` calls.
+pub fn row_norms(x: MatRef, metric: Metric, out: &mut [f32]) -> Result<()> {
+    ensure_len("norms", x.rows(), out.len())?;
+    fill_norms(x, metric, Kernel::Simd, out);
+    Ok(())
+}
+
+/// As `exact_knn_query`, with the base set's `row_norms` computed beforehand; `query_norms`
+/// is scratch for the queries' (one per query row). Each query row's result depends on that
+/// row and the base set alone, not on the other queries.
+#[allow(clippy::too_many_arguments)]
+pub fn exact_knn_query_prepared(
+    base: MatRef,
+    base_norms: &[f32],
+    queries: MatRef,
+    k: usize,
+    metric: Metric,
+    par: &dyn Parallel,
+    obs: &mut dyn Observer,
+    query_norms: &mut [f32],
+    idx: &mut [u32],
+    dist: &mut [f32],
+) -> Result<()> {
+    ensure(
+        base.cols() == queries.cols(),
+        "queries",
+        "column count differs from the base set",
+    )?;
+    ensure(
+        k >= 1 && k <= base.rows(),
+        "k",
+        "must satisfy 1 <= k <= number of base points",
+    )?;
+    ensure_len("base norms", base.rows(), base_norms.len())?;
+    ensure_len("query norms", queries.rows(), query_norms.len())?;
+    fill_norms(queries, metric, Kernel::Simd, query_norms);
+    search(
+        base,
+        base_norms,
+        queries,
+        query_norms,
+        false,
+        k,
+        metric,
+        Kernel::Simd,
+        par,
+        obs,
+        idx,
+        dist,
+    )
+}
+
 fn fill_norms(x: MatRef, metric: Metric, kernel: Kernel, out: &mut [f32]) {
     for (i, o) in out.iter_mut().enumerate() {
         let r = x.row(i);

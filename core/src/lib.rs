@@ -13,6 +13,8 @@ pub mod error;
 pub mod fastmath;
 pub mod fft;
 pub mod fft_repulsion;
+#[cfg(feature = "std")]
+pub mod fitted;
 pub mod gemm;
 pub mod gradient;
 pub mod icon;
@@ -20,6 +22,7 @@ pub mod init;
 pub mod knn;
 pub mod matrix;
 pub mod metrics;
+pub mod model;
 pub mod ne;
 pub mod neighbours;
 pub mod nndescent;
@@ -30,8 +33,9 @@ pub mod rng;
 pub mod scratch;
 pub mod simd;
 pub mod spectral;
-#[cfg(feature = "std")]
+#[cfg(any(test, feature = "std"))]
 pub mod threads;
+pub mod transform;
 pub mod tsne;
 pub mod umap;
 

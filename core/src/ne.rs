@@ -76,7 +76,7 @@ pub enum Kernel {
 
 /// Coefficient, loss and ∂loss/∂log c of the positive term at squared distance `d2`.
 #[inline(always)]
-fn positive(k: Kernel, d2: f32, want_loss: bool) -> (f32, f32, f32) {
+pub(crate) fn positive(k: Kernel, d2: f32, want_loss: bool) -> (f32, f32, f32) {
     match k {
         Kernel::Neg { c } => {
             let xi = 1.0 / (1.0 + c * (1.0 + d2));
@@ -111,7 +111,7 @@ fn positive(k: Kernel, d2: f32, want_loss: bool) -> (f32, f32, f32) {
 
 /// Coefficient, loss and ∂loss/∂log c of one negative term at squared distance `d2`.
 #[inline(always)]
-fn negative(k: Kernel, d2: f32, want_loss: bool) -> (f32, f32, f32) {
+pub(crate) fn negative(k: Kernel, d2: f32, want_loss: bool) -> (f32, f32, f32) {
     match k {
         Kernel::Neg { c } => {
             let phi = 1.0 / (1.0 + d2);

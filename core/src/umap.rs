@@ -45,14 +45,42 @@ pub fn smooth_knn(dist: &mut [f32], k: usize, par: &dyn Parallel) -> Result<()> 
     let target = libm::log2((k + 1) as f64);
     for_row_chunks(par, n, TASK_ROWS, dist, k, &|_, _, rows, chunk| {
         for r in 0..rows {
-            memberships_row(&mut chunk[r * k..(r + 1) * k], target);
+            memberships_row(&mut chunk[r * k..(r + 1) * k], target, true);
         }
     });
     Ok(())
 }
 
-fn memberships_row(d: &mut [f32], target: f64) {
-    let rho = d.iter().copied().find(|&v| v > 0.0).unwrap_or(0.0) as f64;
+/// Memberships of new points in a fitted graph, as umap-learn's transform computes them:
+/// each row holds the `k` distances to the point's nearest reference points (the point is
+/// not among them), ρ = 0 (the local connectivity lowered by one), and σ makes the row sum
+/// to log₂(k). Rows are independent of each other.
+pub fn transform_memberships(dist: &mut [f32], k: usize) -> Result<()> {
+    ensure(
+        k >= 1 && dist.len() % k == 0,
+        "distances",
+        "length is not a multiple of k",
+    )?;
+    if let Some(i) = dist.iter().position(|d| !d.is_finite() || *d < 0.0) {
+        return Err(Error::NonFinite {
+            row: i / k,
+            col: i % k,
+        });
+    }
+    let target = libm::log2(k as f64);
+    for row in dist.chunks_exact_mut(k) {
+        memberships_row(row, target, false);
+    }
+    Ok(())
+}
+
+/// `rho_nearest`: ρ is the nearest non-zero distance (the fit), else 0 (transform).
+fn memberships_row(d: &mut [f32], target: f64, rho_nearest: bool) {
+    let rho = if rho_nearest {
+        d.iter().copied().find(|&v| v > 0.0).unwrap_or(0.0) as f64
+    } else {
+        0.0
+    };
     let sum_at = |sigma: f64| -> f64 {
         d.iter()
             .map(|&v| {

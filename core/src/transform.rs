@@ -1,0 +1,913 @@
+//! Placing new points into a fitted embedding without moving it (out-of-sample extension).
+//!
+//! Each new point is placed from its own nearest reference points, against the fixed
+//! reference embedding: t-SNE as openTSNE does it (a small perplexity, initialisation at the
+//! neighbours' weighted mean, then gradient descent on the point's own KL divergence), UMAP
+//! as umap-learn does it (memberships with ρ = 0, the weighted mean, then SGD that moves only
+//! the new point). New points never interact, and every per-point choice (its normaliser,
+//! its random stream) comes from the point alone, so a point's result does not depend on the
+//! batch it arrives in.
+
+use crate::bh::{self, BhNode};
+use crate::error::{Error, Result, ensure, ensure_len};
+use crate::gradient::{OutputKernel, sq_dist};
+use crate::knn::{self, Metric};
+use crate::matrix::MatRef;
+use crate::ne::{self, CLIP, Kernel, MAX_DIMS, MAX_NEGATIVES};
+use crate::observer::{Control, Observer, Progress, Stage, enter};
+use crate::parallel::{Parallel, for_row_chunks};
+use crate::project;
+use crate::rng::Rng;
+use crate::scratch::{Scratch, ScratchSize};
+use crate::umap;
+
+/// Largest neighbour count of a transform (per-point state lives on the stack).
+pub const MAX_NEIGHBOURS: usize = 256;
+/// New points per progress report (and cancellation check).
+const BLOCK: usize = 2048;
+/// New points per parallel task.
+const TASK_POINTS: usize = 32;
+
+/// What a fitted model holds for transform.
+#[derive(Clone, Copy, Debug)]
+pub struct Reference<'a> {
+    /// The reference points as the neighbour search sees them (in the reduced coordinates
+    /// when `basis` is set).
+    pub data: MatRef<'a>,
+    /// Their embedding, `n × dims`, row-major.
+    pub embedding: &'a [f32],
+    pub dims: usize,
+    pub metric: Metric,
+    /// An orthonormal basis (`r × input dims`, rows) the fit projected its data onto; new
+    /// points are projected the same way. `data` then has `r` columns.
+    pub basis: Option<&'a [f32]>,
+}
+
+impl Reference<'_> {
+    pub fn rows(&self) -> usize {
+        self.data.rows()
+    }
+
+    /// Columns of the new points: the data's, or the basis's before reduction.
+    pub fn input_dims(&self) -> usize {
+        match self.basis {
+            Some(b) => b.len() / self.data.cols().max(1),
+            None => self.data.cols(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let n = self.rows();
+        ensure(n >= 1, "reference", "holds no points")?;
+        ensure(
+            (1..=MAX_DIMS).contains(&self.dims),
+            "dims",
+            "the embedding must have 1 to 16 dimensions",
+        )?;
+        ensure_len("reference embedding", n * self.dims, self.embedding.len())?;
+        if let Some(i) = self.embedding.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                row: i / self.dims,
+                col: i % self.dims,
+            });
+        }
+        if let Some(b) = self.basis {
+            let r = self.data.cols();
+            ensure(
+                !b.is_empty() && b.len() % r == 0 && b.len() / r > r,
+                "basis",
+                "must be r x D with D greater than the r reduced columns",
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Lengths of the `prepare` outputs for `n` reference points in `dims` output dimensions:
+/// (norms, tree nodes, tree permutation). The tree exists for 2-D and 3-D only.
+pub fn prepared_lens(n: usize, dims: usize) -> (usize, usize, usize) {
+    if dims == 2 || dims == 3 {
+        (n, bh::nodes_len(n), n)
+    } else {
+        (n, 0, 0)
+    }
+}
+
+/// Per-reference values computed once by `prepare` and shared by every transform call.
+#[derive(Clone, Copy, Debug)]
+pub struct Prepared<'a> {
+    pub norms: &'a [f32],
+    /// A Barnes–Hut tree over the embedding (empty unless dims is 2 or 3).
+    pub nodes: &'a [BhNode],
+    pub perm: &'a [u32],
+}
+
+/// Checks the reference and fills the prepared values (lengths from `prepared_lens`).
+pub fn prepare(
+    reference: &Reference,
+    norms: &mut [f32],
+    nodes: &mut [BhNode],
+    perm: &mut [u32],
+) -> Result<()> {
+    reference.validate()?;
+    reference.data.check_finite()?;
+    let n = reference.rows();
+    let (ln, lt, lp) = prepared_lens(n, reference.dims);
+    ensure_len("norms", ln, norms.len())?;
+    ensure_len("tree nodes", lt, nodes.len())?;
+    ensure_len("tree permutation", lp, perm.len())?;
+    knn::row_norms(reference.data, reference.metric, norms)?;
+    if lt > 0 {
+        bh::build_tree(reference.embedding, n, reference.dims, nodes, perm)?;
+    }
+    Ok(())
+}
+
+/// t-SNE transform settings (openTSNE's defaults).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TsneTransformParams {
+    /// Perplexity of each new point's neighbourhood (5).
+    pub perplexity: f32,
+    /// Reference neighbours per new point (25).
+    pub neighbours: usize,
+    /// Gradient-descent iterations (250).
+    pub iters: usize,
+    /// Learning rate (0.1).
+    pub learning_rate: f32,
+    /// Exaggeration of the attraction throughout (1.5).
+    pub exaggeration: f32,
+    pub momentum: f32,
+    /// Each step's gradient is scaled down to at most this norm (0.25), so that a point
+    /// that starts on top of reference points does not shoot off.
+    pub max_grad_norm: f32,
+    /// Degrees of freedom of the output kernel: the fit's.
+    pub dof: f32,
+    /// Barnes–Hut opening angle for the repulsion of the reference points (0.5).
+    pub theta: f32,
+}
+
+impl Default for TsneTransformParams {
+    fn default() -> Self {
+        TsneTransformParams {
+            perplexity: 5.0,
+            neighbours: 25,
+            iters: 250,
+            learning_rate: 0.1,
+            exaggeration: 1.5,
+            momentum: 0.8,
+            max_grad_norm: 0.25,
+            dof: 1.0,
+            theta: 0.5,
+        }
+    }
+}
+
+impl TsneTransformParams {
+    pub fn validate(&self) -> Result<()> {
+        let pos = |v: f32| v.is_finite() && v > 0.0;
+        ensure(
+            (1..=MAX_NEIGHBOURS).contains(&self.neighbours),
+            "neighbours",
+            "must be between 1 and 256",
+        )?;
+        ensure(
+            pos(self.perplexity) && self.perplexity < self.neighbours as f32,
+            "perplexity",
+            "must be a positive number below the neighbour count",
+        )?;
+        ensure(
+            pos(self.learning_rate),
+            "learning rate",
+            "must be a finite number > 0",
+        )?;
+        ensure(
+            pos(self.exaggeration),
+            "exaggeration",
+            "must be a finite number > 0",
+        )?;
+        ensure(
+            self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum),
+            "momentum",
+            "must be in [0, 1)",
+        )?;
+        ensure(
+            pos(self.max_grad_norm),
+            "max gradient norm",
+            "must be a finite number > 0",
+        )?;
+        ensure(
+            self.theta.is_finite() && self.theta >= 0.0,
+            "theta",
+            "must be a finite number >= 0",
+        )?;
+        OutputKernel::new(self.dof).map(|_| ())
+    }
+}
+
+/// UMAP transform settings (umap-learn's, with a fixed epoch count).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UmapTransformParams {
+    /// Reference neighbours per new point: the fit's `neighbors` (15).
+    pub neighbours: usize,
+    /// SGD epochs (100). umap-learn uses 30 for batches above 10 000 points; a fixed count
+    /// keeps each point independent of its batch.
+    pub epochs: usize,
+    /// Initial learning rate, annealed linearly to 0 (0.25: a quarter of the fit's).
+    pub learning_rate: f32,
+    /// Negative samples per positive: the fit's (5).
+    pub negatives: usize,
+    /// The fit's output curve.
+    pub a: f32,
+    pub b: f32,
+    pub seed: u64,
+}
+
+impl Default for UmapTransformParams {
+    fn default() -> Self {
+        UmapTransformParams {
+            neighbours: 15,
+            epochs: 100,
+            learning_rate: 0.25,
+            negatives: 5,
+            a: 1.577,
+            b: 0.895,
+            seed: 42,
+        }
+    }
+}
+
+impl UmapTransformParams {
+    pub fn validate(&self) -> Result<()> {
+        ensure(
+            (1..=MAX_NEIGHBOURS).contains(&self.neighbours),
+            "neighbours",
+            "must be between 1 and 256",
+        )?;
+        ensure(
+            self.learning_rate.is_finite() && self.learning_rate > 0.0,
+            "learning rate",
+            "must be a finite number > 0",
+        )?;
+        ensure(self.negatives <= MAX_NEGATIVES, "negatives", "at most 1024")?;
+        ensure(
+            self.a.is_finite() && self.a > 0.0 && self.b.is_finite() && self.b > 0.0,
+            "a, b",
+            "the output curve needs finite a > 0 and b > 0",
+        )
+    }
+}
+
+/// Scratch for a transform of `nq` new points with `k` neighbours against `reference`.
+pub fn transform_scratch(nq: usize, k: usize, reference: &Reference) -> ScratchSize {
+    let reduced = if reference.basis.is_some() {
+        nq * reference.data.cols()
+    } else {
+        0
+    };
+    ScratchSize::new()
+        .plus::<f32>(reduced)
+        .plus::<f32>(nq) // query norms
+        .plus::<u32>(nq * k)
+        .plus::<f32>(nq * k)
+}
+
+/// The shared first steps: checks, projection, and each new point's `k` nearest reference
+/// points (indices and the fit's distances: squared Euclidean or cosine).
+#[allow(clippy::too_many_arguments)]
+fn neighbours<'s>(
+    reference: &Reference,
+    prepared: &Prepared,
+    queries: MatRef,
+    k: usize,
+    par: &dyn Parallel,
+    obs: &mut dyn Observer,
+    scratch: &'s mut [u8],
+    out_len: usize,
+) -> Result<(&'s mut [u32], &'s mut [f32])> {
+    reference.validate()?;
+    let (n, nq) = (reference.rows(), queries.rows());
+    ensure(nq >= 1, "new points", "none given")?;
+    ensure(
+        queries.cols() == reference.input_dims(),
+        "new points",
+        "column count differs from the fitted data",
+    )?;
+    ensure(
+        k <= n,
+        "neighbours",
+        "more than the model's reference points",
+    )?;
+    ensure_len("norms", n, prepared.norms.len())?;
+    ensure_len("output", nq * reference.dims, out_len)?;
+    queries.check_finite()?;
+    let needed = transform_scratch(nq, k, reference).bytes();
+    ensure_len("scratch", needed, scratch.len())?;
+    let mut s = Scratch::new(scratch);
+    let projected;
+    let q = match reference.basis {
+        Some(basis) => {
+            let r = reference.data.cols();
+            let buf = s.take::<f32>(nq * r, "projected points")?;
+            project::project(queries, basis, r, par, buf)?;
+            projected = MatRef::dense(buf, nq, r)?;
+            projected
+        }
+        None => queries,
+    };
+    let qnorms = s.take::<f32>(nq, "query norms")?;
+    let idx = s.take::<u32>(nq * k, "neighbour indices")?;
+    let dist = s.take::<f32>(nq * k, "neighbour distances")?;
+    enter(obs, Stage::Knn, nq)?;
+    knn::exact_knn_query_prepared(
+        reference.data,
+        prepared.norms,
+        q,
+        k,
+        reference.metric,
+        par,
+        obs,
+        qnorms,
+        idx,
+        dist,
+    )?;
+    Ok((idx, dist))
+}
+
+/// Runs `place(point, out_row)` for every new point, in fixed blocks with progress reports.
+fn place_all(
+    nq: usize,
+    dims: usize,
+    par: &dyn Parallel,
+    obs: &mut dyn Observer,
+    out: &mut [f32],
+    place: &(dyn Fn(usize, &mut [f32]) + Sync),
+) -> Result<()> {
+    enter(obs, Stage::Optimize, nq)?;
+    let mut start = 0;
+    while start < nq {
+        let end = (start + BLOCK).min(nq);
+        for_row_chunks(
+            par,
+            end - start,
+            TASK_POINTS,
+            &mut out[start * dims..end * dims],
+            dims,
+            &|_, first, rows, chunk| {
+                for r in 0..rows {
+                    place(start + first + r, &mut chunk[r * dims..(r + 1) * dims]);
+                }
+            },
+        );
+        start = end;
+        let p = Progress {
+            stage: Stage::Optimize,
+            done: end,
+            total: nq,
+            loss: None,
+        };
+        if obs.observe(&p) == Control::Stop {
+            return Err(Error::Cancelled);
+        }
+    }
+    Ok(())
+}
+
+/// Places `queries` (new points in the fitted data's columns) into a t-SNE embedding:
+/// `out` receives `nq × dims`. On `Err(Cancelled)` the points not yet placed are 0.
+#[allow(clippy::too_many_arguments)]
+pub fn tsne_transform(
+    reference: &Reference,
+    prepared: &Prepared,
+    queries: MatRef,
+    params: &TsneTransformParams,
+    par: &dyn Parallel,
+    obs: &mut dyn Observer,
+    scratch: &mut [u8],
+    out: &mut [f32],
+) -> Result<()> {
+    params.validate()?;
+    let k = params.neighbours.min(reference.rows());
+    ensure(
+        params.perplexity < k as f32,
+        "perplexity",
+        "must be below the number of reference points",
+    )?;
+    let out_len = out.len();
+    let (idx, p) = neighbours(reference, prepared, queries, k, par, obs, scratch, out_len)?;
+    enter(obs, Stage::Affinities, queries.rows())?;
+    crate::affinity::calibrate_perplexity(p, k, params.perplexity, par, None)?;
+    let dims = reference.dims;
+    let tree = dims == 2 || dims == 3;
+    ensure(
+        !tree || prepared.nodes.len() == bh::nodes_len(reference.rows()),
+        "prepared tree",
+        "missing: call prepare with prepared_lens",
+    )?;
+    let kernel = OutputKernel::new(params.dof)?;
+    let (idx, p) = (&*idx, &*p);
+    out.fill(0.0);
+    place_all(queries.rows(), dims, par, obs, out, &|i, y| {
+        let nb = &idx[i * k..(i + 1) * k];
+        let pw = &p[i * k..(i + 1) * k];
+        place_tsne(reference, prepared, params, kernel, tree, nb, pw, y);
+    })
+}
+
+/// One new point: the p-weighted mean of its neighbours, then gradient descent (momentum
+/// and per-coordinate gains, openTSNE's optimiser) on KL(p_i ‖ q_i), where q_i is the
+/// point's own normalised kernel over the reference points:
+/// ∂/∂y = 2 [ρ Σ_j p_j w_j^{1/α} (y − e_j) − (1/Z_i) Σ_j w_j^{(α+1)/α} (y − e_j)].
+#[allow(clippy::too_many_arguments)]
+fn place_tsne(
+    reference: &Reference,
+    prepared: &Prepared,
+    params: &TsneTransformParams,
+    kernel: OutputKernel,
+    tree: bool,
+    nb: &[u32],
+    pw: &[f32],
+    y: &mut [f32],
+) {
+    let dims = reference.dims;
+    let emb = reference.embedding;
+    let row = |j: usize| &emb[j * dims..(j + 1) * dims];
+    for (&j, &w) in nb.iter().zip(pw) {
+        for (a, v) in y.iter_mut().enumerate() {
+            *v += w * row(j as usize)[a];
+        }
+    }
+    let mut update = [0.0f32; MAX_DIMS];
+    let mut gains = [1.0f32; MAX_DIMS];
+    let mut grad = [0.0f32; MAX_DIMS];
+    for _ in 0..params.iters {
+        point_gradient(
+            reference,
+            prepared,
+            params,
+            kernel,
+            tree,
+            nb,
+            pw,
+            y,
+            &mut grad[..dims],
+        );
+        let norm = libm::sqrtf(grad[..dims].iter().map(|g| g * g).sum::<f32>());
+        let scale = if norm > params.max_grad_norm {
+            params.max_grad_norm / norm
+        } else {
+            1.0
+        };
+        for a in 0..dims {
+            let g = grad[a] * scale;
+            gains[a] = if (g > 0.0) != (update[a] > 0.0) {
+                gains[a] + 0.2
+            } else {
+                (gains[a] * 0.8).max(0.01)
+            };
+            update[a] = params.momentum * update[a] - params.learning_rate * gains[a] * g;
+            y[a] += update[a];
+        }
+    }
+}
+
+/// ∂KL(p_i ‖ q_i)/∂y at the new point's position `y`, with the attraction exaggerated.
+#[allow(clippy::too_many_arguments)]
+fn point_gradient(
+    reference: &Reference,
+    prepared: &Prepared,
+    params: &TsneTransformParams,
+    kernel: OutputKernel,
+    tree: bool,
+    nb: &[u32],
+    pw: &[f32],
+    y: &[f32],
+    grad: &mut [f32],
+) {
+    let dims = reference.dims;
+    let emb = reference.embedding;
+    let row = |j: usize| &emb[j * dims..(j + 1) * dims];
+    let mut attr = [0.0f32; MAX_DIMS];
+    for (&j, &w) in nb.iter().zip(pw) {
+        let ej = row(j as usize);
+        let (_, b) = kernel.eval(sq_dist(y, ej));
+        for a in 0..dims {
+            attr[a] += w * b * (y[a] - ej[a]);
+        }
+    }
+    let mut rep = [0.0f32; MAX_DIMS];
+    let z = if tree {
+        bh::tree_repulsion(
+            emb,
+            dims,
+            prepared.nodes,
+            prepared.perm,
+            kernel,
+            params.theta,
+            y,
+            &mut rep[..dims],
+        )
+    } else {
+        let mut z = 0.0f32;
+        for j in 0..reference.rows() {
+            let ej = row(j);
+            let (w, b) = kernel.eval(sq_dist(y, ej));
+            z += w;
+            for a in 0..dims {
+                rep[a] += w * b * (y[a] - ej[a]);
+            }
+        }
+        z
+    };
+    let inv_z = if z > 0.0 { 1.0 / z } else { 0.0 };
+    for a in 0..dims {
+        grad[a] = 2.0 * (params.exaggeration * attr[a] - inv_z * rep[a]);
+    }
+}
+
+/// Places `queries` into a UMAP embedding: `out` receives `nq × dims`. On `Err(Cancelled)`
+/// the points not yet placed are 0.
+#[allow(clippy::too_many_arguments)]
+pub fn umap_transform(
+    reference: &Reference,
+    prepared: &Prepared,
+    queries: MatRef,
+    params: &UmapTransformParams,
+    par: &dyn Parallel,
+    obs: &mut dyn Observer,
+    scratch: &mut [u8],
+    out: &mut [f32],
+) -> Result<()> {
+    params.validate()?;
+    let n = reference.rows();
+    ensure(
+        params.negatives < n.max(1) || params.negatives == 0,
+        "negatives",
+        "must be fewer than the model's reference points",
+    )?;
+    let k = params.neighbours.min(n);
+    let out_len = out.len();
+    let (idx, w) = neighbours(reference, prepared, queries, k, par, obs, scratch, out_len)?;
+    enter(obs, Stage::Affinities, queries.rows())?;
+    if reference.metric == Metric::SqEuclidean {
+        w.iter_mut().for_each(|d| *d = libm::sqrtf(d.max(0.0)));
+    }
+    umap::transform_memberships(w, k)?;
+    let (idx, w) = (&*idx, &*w);
+    out.fill(0.0);
+    place_all(queries.rows(), reference.dims, par, obs, out, &|i, y| {
+        let stream = row_hash(queries.row(i));
+        place_umap(
+            reference,
+            params,
+            &idx[i * k..(i + 1) * k],
+            &w[i * k..(i + 1) * k],
+            Rng::stream(params.seed, stream),
+            y,
+        );
+    })
+}
+
+/// A 64-bit hash of a row's bit patterns (FNV-1a), so that a point's random stream is its
+/// own and does not depend on where it sits in a batch.
+fn row_hash(row: &[f32]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for v in row {
+        for byte in v.to_bits().to_le_bytes() {
+            h ^= byte as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// One new point: the membership-weighted mean of its neighbours, then umap-learn's SGD with
+/// only the new point moving: each edge is sampled every 1/w epochs (w ≤ 1, so the heaviest
+/// possible edge every epoch), with `negatives` uniform reference points per sample.
+fn place_umap(
+    reference: &Reference,
+    params: &UmapTransformParams,
+    nb: &[u32],
+    w: &[f32],
+    mut rng: Rng,
+    y: &mut [f32],
+) {
+    let (n, dims) = (reference.rows(), reference.dims);
+    let emb = reference.embedding;
+    let row = |j: usize| &emb[j * dims..(j + 1) * dims];
+    let total: f32 = w.iter().sum();
+    for (&j, &wj) in nb.iter().zip(w) {
+        let c = if total > 0.0 {
+            wj / total
+        } else {
+            1.0 / nb.len() as f32
+        };
+        for (a, v) in y.iter_mut().enumerate() {
+            *v += c * row(j as usize)[a];
+        }
+    }
+    let kernel = Kernel::Umap {
+        a: params.a,
+        b: params.b,
+    };
+    let clip = |v: f32| v.clamp(-CLIP, CLIP);
+    let mut next = [0.0f32; MAX_NEIGHBOURS];
+    for (s, &wj) in next.iter_mut().zip(w) {
+        *s = if wj > 0.0 { 1.0 / wj } else { f32::INFINITY };
+    }
+    for epoch in 0..params.epochs {
+        let now = epoch as f32;
+        let alpha = params.learning_rate * (1.0 - now / params.epochs as f32);
+        for (e, &j) in nb.iter().enumerate() {
+            if next[e] > now {
+                continue;
+            }
+            next[e] += 1.0 / w[e];
+            let ej = row(j as usize);
+            let (cp, _, _) = ne::positive(kernel, sq_dist(y, ej), false);
+            for a in 0..dims {
+                y[a] -= alpha * clip(2.0 * cp * (y[a] - ej[a]));
+            }
+            for _ in 0..params.negatives {
+                let el = row(rng.below(n));
+                let (cn, _, _) = ne::negative(kernel, sq_dist(y, el), false);
+                for a in 0..dims {
+                    y[a] -= alpha * clip(2.0 * cn * (y[a] - el[a]));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Silent;
+    use crate::parallel::Serial;
+    use std::vec;
+    use std::vec::Vec;
+
+    struct Fixture {
+        data: Vec<f32>,
+        emb: Vec<f32>,
+        n: usize,
+        d: usize,
+        dims: usize,
+    }
+
+    /// Three blobs in `d` columns with an embedding of three blobs in `dims`.
+    fn fixture(n: usize, d: usize, dims: usize, seed: u64) -> Fixture {
+        let mut r = Rng::new(seed);
+        let mut data = vec![0.0f32; n * d];
+        let mut emb = vec![0.0f32; n * dims];
+        for i in 0..n {
+            let c = (i % 3) as f64;
+            for a in 0..d {
+                data[i * d + a] = (r.normal() + if a == i % 3 { 6.0 } else { 0.0 }) as f32;
+            }
+            for a in 0..dims {
+                emb[i * dims + a] = (r.normal() * 0.5 + c * 4.0 * (a as f64 + 1.0)) as f32;
+            }
+        }
+        Fixture {
+            data,
+            emb,
+            n,
+            d,
+            dims,
+        }
+    }
+
+    fn prepared_for(reference: &Reference) -> (Vec<f32>, Vec<BhNode>, Vec<u32>) {
+        let (ln, lt, lp) = prepared_lens(reference.rows(), reference.dims);
+        let (mut a, mut b, mut c) = (vec![0.0; ln], vec![BhNode::default(); lt], vec![0; lp]);
+        prepare(reference, &mut a, &mut b, &mut c).unwrap();
+        (a, b, c)
+    }
+
+    /// KL(p ‖ q) of one new point at `y`, q_j = w_j / Σ_l w_l over every reference point,
+    /// in f64 (p given over the neighbours `nb`).
+    fn point_kl(emb: &[f32], dims: usize, dof: f64, nb: &[u32], pw: &[f32], y: &[f64]) -> f64 {
+        let n = emb.len() / dims;
+        let w = |j: usize| {
+            let d2: f64 = (0..dims)
+                .map(|a| (y[a] - emb[j * dims + a] as f64).powi(2))
+                .sum();
+            (1.0 + d2 / dof).powf(-dof)
+        };
+        let z: f64 = (0..n).map(w).sum();
+        nb.iter()
+            .zip(pw)
+            .filter(|(_, p)| **p > 0.0)
+            .map(|(&j, &p)| p as f64 * ((p as f64).ln() - (w(j as usize) / z).ln()))
+            .sum()
+    }
+
+    #[test]
+    fn point_gradient_matches_finite_differences() {
+        for (dims, dof) in [(1, 1.0f32), (2, 1.0), (2, 0.6), (3, 3.0), (4, 1.0)] {
+            let f = fixture(60, 3, dims, 5 + dims as u64);
+            let reference = Reference {
+                data: MatRef::dense(&f.data, f.n, f.d).unwrap(),
+                embedding: &f.emb,
+                dims,
+                metric: Metric::SqEuclidean,
+                basis: None,
+            };
+            let (norms, nodes, perm) = prepared_for(&reference);
+            let prepared = Prepared {
+                norms: &norms,
+                nodes: &nodes,
+                perm: &perm,
+            };
+            // θ = 0: the tree sums exactly, so the gradient is that of the exact objective.
+            let params = TsneTransformParams {
+                exaggeration: 1.0,
+                theta: 0.0,
+                dof,
+                ..Default::default()
+            };
+            let kernel = OutputKernel::new(dof).unwrap();
+            let nb: Vec<u32> = vec![0, 3, 7, 11, 20];
+            let pw: Vec<f32> = vec![0.4, 0.25, 0.15, 0.12, 0.08];
+            let y: Vec<f32> = (0..dims).map(|a| 1.3 + 0.7 * a as f32).collect();
+            let mut g = vec![0.0f32; dims];
+            point_gradient(
+                &reference,
+                &prepared,
+                &params,
+                kernel,
+                dims == 2 || dims == 3,
+                &nb,
+                &pw,
+                &y,
+                &mut g,
+            );
+            let h = 1e-5;
+            let mut num = 0.0f64;
+            let mut den = 0.0f64;
+            for a in 0..dims {
+                let mut yp: Vec<f64> = y.iter().map(|&v| v as f64).collect();
+                let mut ym = yp.clone();
+                yp[a] += h;
+                ym[a] -= h;
+                let fd = (point_kl(&f.emb, dims, dof as f64, &nb, &pw, &yp)
+                    - point_kl(&f.emb, dims, dof as f64, &nb, &pw, &ym))
+                    / (2.0 * h);
+                num += (fd - g[a] as f64).powi(2);
+                den += fd * fd;
+            }
+            let rel = (num / den).sqrt();
+            assert!(rel < 1e-4, "dims {dims}, dof {dof}: relative error {rel}");
+        }
+    }
+
+    fn run(
+        method: u8,
+        f: &Fixture,
+        queries: &[f32],
+        nq: usize,
+        batch: usize,
+        par: &dyn Parallel,
+    ) -> Vec<f32> {
+        let reference = Reference {
+            data: MatRef::dense(&f.data, f.n, f.d).unwrap(),
+            embedding: &f.emb,
+            dims: f.dims,
+            metric: Metric::SqEuclidean,
+            basis: None,
+        };
+        let (norms, nodes, perm) = prepared_for(&reference);
+        let prepared = Prepared {
+            norms: &norms,
+            nodes: &nodes,
+            perm: &perm,
+        };
+        let mut out = vec![0.0f32; nq * f.dims];
+        for start in (0..nq).step_by(batch) {
+            let end = (start + batch).min(nq);
+            let q = MatRef::dense(&queries[start * f.d..end * f.d], end - start, f.d).unwrap();
+            let k = 25;
+            let mut scratch = vec![0u8; transform_scratch(end - start, k, &reference).bytes()];
+            let o = &mut out[start * f.dims..end * f.dims];
+            if method == 0 {
+                let p = TsneTransformParams::default();
+                tsne_transform(
+                    &reference,
+                    &prepared,
+                    q,
+                    &p,
+                    par,
+                    &mut Silent,
+                    &mut scratch,
+                    o,
+                )
+                .unwrap();
+            } else {
+                let p = UmapTransformParams {
+                    neighbours: k,
+                    ..Default::default()
+                };
+                umap_transform(
+                    &reference,
+                    &prepared,
+                    q,
+                    &p,
+                    par,
+                    &mut Silent,
+                    &mut scratch,
+                    o,
+                )
+                .unwrap();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn each_point_is_independent_of_its_batch_and_the_thread_count() {
+        let f = fixture(300, 5, 2, 11);
+        let q = fixture(70, 5, 2, 12);
+        let threads = crate::threads::Threads::new(4);
+        for method in [0, 1] {
+            let all = run(method, &f, &q.data, 70, 70, &Serial);
+            assert!(all.iter().all(|v| v.is_finite()));
+            for batch in [1, 9] {
+                let b = run(method, &f, &q.data, 70, batch, &Serial);
+                assert!(all == b, "method {method}: batches of {batch} differ");
+            }
+            let t = run(method, &f, &q.data, 70, 70, &threads);
+            assert!(all == t, "method {method}: four threads differ");
+        }
+    }
+
+    #[test]
+    fn new_points_land_in_the_cluster_of_their_neighbours() {
+        let f = fixture(300, 5, 2, 13);
+        let q = fixture(60, 5, 2, 14);
+        for method in [0, 1] {
+            let out = run(method, &f, &q.data, 60, 60, &Serial);
+            for i in 0..60 {
+                // Cluster c of the fixture sits near (4c, 8c) in the embedding.
+                let c = (i % 3) as f32;
+                let (dx, dy) = (out[2 * i] - 4.0 * c, out[2 * i + 1] - 8.0 * c);
+                assert!(
+                    dx * dx + dy * dy < 4.0,
+                    "method {method}: point {i} of cluster {c} at {:?}",
+                    &out[2 * i..2 * i + 2]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_queries_are_refused() {
+        let f = fixture(50, 4, 2, 15);
+        let reference = Reference {
+            data: MatRef::dense(&f.data, f.n, f.d).unwrap(),
+            embedding: &f.emb,
+            dims: 2,
+            metric: Metric::SqEuclidean,
+            basis: None,
+        };
+        let (norms, nodes, perm) = prepared_for(&reference);
+        let prepared = Prepared {
+            norms: &norms,
+            nodes: &nodes,
+            perm: &perm,
+        };
+        let p = TsneTransformParams::default();
+        let mut scratch = vec![0u8; transform_scratch(2, 25, &reference).bytes()];
+        let mut out = vec![0.0f32; 4];
+        let wrong_cols = [0.0f32; 6];
+        let q = MatRef::dense(&wrong_cols, 2, 3).unwrap();
+        assert!(
+            tsne_transform(
+                &reference,
+                &prepared,
+                q,
+                &p,
+                &Serial,
+                &mut Silent,
+                &mut scratch,
+                &mut out
+            )
+            .is_err()
+        );
+        let mut nan = [0.0f32; 8];
+        nan[5] = f32::NAN;
+        let q = MatRef::dense(&nan, 2, 4).unwrap();
+        assert_eq!(
+            tsne_transform(
+                &reference,
+                &prepared,
+                q,
+                &p,
+                &Serial,
+                &mut Silent,
+                &mut scratch,
+                &mut out
+            ),
+            Err(Error::NonFinite { row: 1, col: 1 })
+        );
+    }
+}
