@@ -74,6 +74,10 @@
 
 #define EMBER_NEIGHBOURHOOD_KNN 1
 
+#define EMBER_METHOD_TSNE 1
+
+#define EMBER_METHOD_UMAP 2
+
 // Result of every ember call. Values are stable and never reused.
 typedef enum ember_status {
   EMBER_OK = 0,
@@ -99,12 +103,22 @@ typedef enum ember_status {
   EMBER_ERR_INTERNAL = 10,
   // A zero vector where cosine similarity needs a direction.
   EMBER_ERR_ZERO_VECTOR = 11,
+  // Bytes or a file that are not a valid ember model: corrupt, truncated, byte-swapped,
+  // or of another format version.
+  EMBER_ERR_BAD_MODEL = 12,
+  // A file could not be opened, read or written.
+  EMBER_ERR_IO = 13,
 } ember_status;
 
 // A reference set kept for repeated neighbour queries (opaque; create with
 // ember_knn_index_new, release with ember_knn_index_free). Read-only once made, so any
 // number of threads may query one index at once.
 typedef struct ember_knn_index ember_knn_index;
+
+// A fitted t-SNE or UMAP model (opaque): the reference data, its embedding and the
+// settings, for placing new points with ember_model_transform. Read-only once made, so any
+// number of threads may transform through one model at once.
+typedef struct ember_model ember_model;
 
 // t-SNE parameters. Fill with ember_tsne_params_default(), then change fields.
 typedef struct ember_tsne_params {
@@ -247,6 +261,24 @@ typedef struct ember_icon_params {
   // Worker threads; 0 = all cores.
   uint32_t threads;
 } ember_icon_params;
+
+// Transform settings. Fill with ember_transform_params_default(); 0 keeps a default.
+typedef struct ember_transform_params {
+  // sizeof(ember_transform_params) as the caller compiled it.
+  uint32_t struct_size;
+  // t-SNE: perplexity of each new point's neighbourhood (0 = 5).
+  float perplexity;
+  // Reference neighbours per new point (0 = t-SNE 25, UMAP the fit's).
+  uint32_t neighbors;
+  // t-SNE iterations (0 = 250) or UMAP epochs (0 = 100).
+  uint32_t iters;
+  // Learning rate (0 = t-SNE 0.1, UMAP a quarter of the fit's).
+  float learning_rate;
+  // t-SNE: exaggeration of the attraction (0 = 1.5).
+  float exaggeration;
+  // Worker threads; 0 = all cores. The result does not depend on it.
+  uint32_t threads;
+} ember_transform_params;
 
 #ifdef __cplusplus
 extern "C" {
@@ -544,6 +576,102 @@ enum ember_status ember_knn_accuracy(const float *y,
                                      uint64_t seed,
                                      uint32_t threads,
                                      double *out);
+
+// Every field 0: the method's defaults, all cores.
+struct ember_transform_params ember_transform_params_default(void);
+
+// Fits a model: t-SNE (`method` EMBER_METHOD_TSNE, `params` NULL or an ember_tsne_params)
+// or UMAP (EMBER_METHOD_UMAP, NULL or an ember_umap_params) of `n` points laid out as for
+// ember_tsne, and stores it in `*model` (NULL on failure). The struct_size of `params` must
+// be that of the method's struct. `ember_model_embedding` gives the fit's embedding.
+//
+// # Safety
+// As for ember_tsne; `params` NULL or the method's parameter struct; `model` valid for one
+// pointer.
+enum ember_status ember_model_fit(const float *x,
+                                  size_t n,
+                                  size_t d,
+                                  size_t row_stride,
+                                  size_t col_stride,
+                                  uint32_t method,
+                                  const void *params,
+                                  ember_progress_fn progress,
+                                  void *user,
+                                  struct ember_model **model);
+
+// The model's method (EMBER_METHOD_*), reference points, input columns and output
+// dimensions; any output pointer may be NULL.
+//
+// # Safety
+// `model` NULL or from ember_model_fit/_load/_from_bytes; outputs NULL or valid.
+enum ember_status ember_model_info(const struct ember_model *model,
+                                   uint32_t *method,
+                                   size_t *n,
+                                   size_t *input_dims,
+                                   size_t *dims);
+
+// Copies the fit's embedding (n × dims floats, row-major) into `y`.
+//
+// # Safety
+// `model` NULL or live; `y` valid for n × dims floats.
+enum ember_status ember_model_embedding(const struct ember_model *model, float *y);
+
+// Places `nq` new points (with the fitted data's columns, laid out by the strides as for
+// ember_tsne) into the model's embedding without moving it: `y` receives nq × dims floats.
+// Each point's result depends on that point alone, not on the others in the call, and not
+// on the thread count. `params` may be NULL for the defaults; `progress` as for ember_tsne.
+//
+// # Safety
+// `model` NULL or live; `queries` as for ember_tsne; `y` valid for nq × dims floats.
+enum ember_status ember_model_transform(const struct ember_model *model,
+                                        const float *queries,
+                                        size_t nq,
+                                        size_t row_stride,
+                                        size_t col_stride,
+                                        const struct ember_transform_params *params,
+                                        float *y,
+                                        ember_progress_fn progress,
+                                        void *user);
+
+// The model file's bytes: with `bytes` NULL (or `capacity` too small) only `*len` is set to
+// the size needed (and EMBER_ERR_SHAPE returned when `bytes` is non-NULL but too small).
+//
+// # Safety
+// `model` NULL or live; `bytes` NULL or valid for `capacity` bytes; `len` valid.
+enum ember_status ember_model_to_bytes(const struct ember_model *model,
+                                       uint8_t *bytes,
+                                       size_t capacity,
+                                       size_t *len);
+
+// A model from the bytes of a model file (checked: version, byte order, length, checksum),
+// stored in `*model` (NULL on failure).
+//
+// # Safety
+// `bytes` valid for `len` bytes; `model` valid for one pointer.
+enum ember_status ember_model_from_bytes(const uint8_t *bytes,
+                                         size_t len,
+                                         struct ember_model **model);
+
+// Saves the model to the file `path`, through a temporary file renamed into place, so a
+// failure leaves no partial file.
+//
+// # Safety
+// `model` NULL or live; `path` NULL or a NUL-terminated string.
+enum ember_status ember_model_save(const struct ember_model *model, const char *path);
+
+// Loads a model saved by ember_model_save (or `ember ... --save-model`) into `*model`
+// (NULL on failure).
+//
+// # Safety
+// `path` NULL or a NUL-terminated string; `model` valid for one pointer.
+enum ember_status ember_model_load(const char *path, struct ember_model **model);
+
+// Frees the model `*model` and sets `*model` to NULL, so a second call is harmless;
+// `model` NULL or `*model` NULL does nothing.
+//
+// # Safety
+// `model` NULL, or pointing to NULL or to a model no other thread is using.
+void ember_model_free(struct ember_model **model);
 
 // A static, human-readable description of a status code.
 const char *ember_status_message(int32_t status);

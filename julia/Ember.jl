@@ -27,6 +27,16 @@ end
 Base.showerror(io::IO, e::EmberError) = print(io, "ember: ", e.message)
 
 # Parameter structs: field for field the structs of include/ember.h.
+mutable struct TransformParams
+    struct_size::UInt32
+    perplexity::Float32
+    neighbors::UInt32
+    iters::UInt32
+    learning_rate::Float32
+    exaggeration::Float32
+    threads::UInt32
+end
+
 mutable struct TsneParams
     struct_size::UInt32
     dims::UInt32
@@ -231,6 +241,88 @@ function query(ix::KnnIndex, Q::AbstractMatrix{Float32}, k::Integer; points::Sym
                  Ptr{Float32}),
                 ix.ptr, Q, nq, rs, cs, k, threads, idx, dist))
     Int.(idx) .+ 1, dist
+end
+
+"""
+    model = Ember.Model(X, :tsne)     # or :umap; points as columns unless points = :rows
+    Ember.embedding(model)            # the fit's map, dims×N
+    Ember.transform(model, Xnew)      # place new points; the map does not move
+    Ember.save(model, "map.ember"); model = Ember.load_model("map.ember")
+
+A fitted model, freed by the GC or `close`. Many tasks may transform through one model.
+"""
+mutable struct Model
+    ptr::Ptr{Cvoid}
+end
+
+const METHODS = Dict(:tsne => 0x1, :umap => 0x2)
+
+function Model(X::AbstractMatrix{Float32}, method::Symbol = :tsne; points::Symbol = :columns,
+               seed::Integer = 42, threads::Integer = 0)
+    n, d, rs, cs = layout(X, points)
+    out = Ref{Ptr{Cvoid}}(C_NULL)
+    if method === :tsne
+        p = tsne_defaults()
+        p.seed, p.threads = seed, threads
+        check(ccall((:ember_model_fit, libember), Int32,
+                    (Ptr{Float32}, Csize_t, Csize_t, Csize_t, Csize_t, UInt32, Ref{TsneParams},
+                     Ptr{Cvoid}, Ptr{Cvoid}, Ref{Ptr{Cvoid}}),
+                    X, n, d, rs, cs, METHODS[method], p, C_NULL, C_NULL, out))
+    else
+        p = umap_defaults()
+        p.seed, p.threads = seed, threads
+        check(ccall((:ember_model_fit, libember), Int32,
+                    (Ptr{Float32}, Csize_t, Csize_t, Csize_t, Csize_t, UInt32, Ref{UmapParams},
+                     Ptr{Cvoid}, Ptr{Cvoid}, Ref{Ptr{Cvoid}}),
+                    X, n, d, rs, cs, METHODS[method], p, C_NULL, C_NULL, out))
+    end
+    finalizer(close, Model(out[]))
+end
+
+function Base.close(m::Model)
+    handle = Ref(m.ptr)
+    ccall((:ember_model_free, libember), Cvoid, (Ref{Ptr{Cvoid}},), handle)
+    m.ptr = C_NULL
+    nothing
+end
+
+function load_model(path::AbstractString)
+    out = Ref{Ptr{Cvoid}}(C_NULL)
+    check(ccall((:ember_model_load, libember), Int32, (Cstring, Ref{Ptr{Cvoid}}), path, out))
+    finalizer(close, Model(out[]))
+end
+
+save(m::Model, path::AbstractString) =
+    check(ccall((:ember_model_save, libember), Int32, (Ptr{Cvoid}, Cstring), m.ptr, path))
+
+"""(reference points, input columns, output dimensions) of a model."""
+function info(m::Model)
+    method, n, d, dims = Ref{UInt32}(0), Ref{Csize_t}(0), Ref{Csize_t}(0), Ref{Csize_t}(0)
+    check(ccall((:ember_model_info, libember), Int32,
+                (Ptr{Cvoid}, Ptr{UInt32}, Ptr{Csize_t}, Ptr{Csize_t}, Ptr{Csize_t}),
+                m.ptr, method, n, d, dims))
+    Int(n[]), Int(d[]), Int(dims[])
+end
+
+function embedding(m::Model)
+    n, _, dims = info(m)
+    Y = Matrix{Float32}(undef, dims, n)
+    check(ccall((:ember_model_embedding, libember), Int32, (Ptr{Cvoid}, Ptr{Float32}), m.ptr, Y))
+    Y
+end
+
+function transform(m::Model, X::AbstractMatrix{Float32}; points::Symbol = :columns,
+                   threads::Integer = 0)
+    nq, _, rs, cs = layout(X, points)
+    _, _, dims = info(m)
+    p = ccall((:ember_transform_params_default, libember), TransformParams, ())
+    p.threads = threads
+    Y = Matrix{Float32}(undef, dims, nq)
+    check(ccall((:ember_model_transform, libember), Int32,
+                (Ptr{Cvoid}, Ptr{Float32}, Csize_t, Csize_t, Csize_t, Ref{TransformParams},
+                 Ptr{Float32}, Ptr{Cvoid}, Ptr{Cvoid}),
+                m.ptr, X, nq, rs, cs, p, Y, C_NULL, C_NULL))
+    Y
 end
 
 end # module

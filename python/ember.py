@@ -5,6 +5,9 @@
     y = ember.umap(x, neighbors=15)
     ys = ember.ne_spectrum(x, [0, 0.5, 1])  # one embedding per spectrum value
     loss, grad = ember.infonce(z, tau=0.1)
+    model = ember.Model.fit(x, "tsne")      # or "umap"; model.embedding is the fit's map
+    model.save("map.ember"); model = ember.Model.load("map.ember")
+    y_new = model.transform(x_new)          # place new points; the map does not move
 
 Results are numpy arrays when numpy is installed, else lists of rows. The library is found
 through EMBER_LIB (a path), else next to this file's repository build (target/release), else
@@ -232,3 +235,124 @@ def knn_accuracy(y, labels, k=10, test_fraction=0.1, seed=42, threads=0):
     _check(_lib.ember_knn_accuracy(_ptr(buf), n, d, lab, k, test_fraction, seed, threads,
                                    ctypes.byref(out)))
     return out.value
+
+
+class TransformParams(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("perplexity", ctypes.c_float),
+                ("neighbors", ctypes.c_uint32), ("iters", ctypes.c_uint32),
+                ("learning_rate", ctypes.c_float), ("exaggeration", ctypes.c_float),
+                ("threads", ctypes.c_uint32)]
+
+
+_handle = ctypes.c_void_p
+_lib.ember_transform_params_default.restype = TransformParams
+_lib.ember_model_fit.argtypes = [_f32p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t,
+                                 ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, _progress,
+                                 ctypes.c_void_p, ctypes.POINTER(_handle)]
+_lib.ember_model_fit.restype = ctypes.c_int
+_lib.ember_model_info.argtypes = [_handle, _u32p, ctypes.POINTER(ctypes.c_size_t),
+                                  ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]
+_lib.ember_model_info.restype = ctypes.c_int
+_lib.ember_model_embedding.argtypes = [_handle, _f32p]
+_lib.ember_model_embedding.restype = ctypes.c_int
+_lib.ember_model_transform.argtypes = [_handle, _f32p, ctypes.c_size_t, ctypes.c_size_t,
+                                       ctypes.c_size_t, ctypes.POINTER(TransformParams), _f32p,
+                                       _progress, ctypes.c_void_p]
+_lib.ember_model_transform.restype = ctypes.c_int
+_lib.ember_model_to_bytes.argtypes = [_handle, ctypes.c_char_p, ctypes.c_size_t,
+                                      ctypes.POINTER(ctypes.c_size_t)]
+_lib.ember_model_to_bytes.restype = ctypes.c_int
+_lib.ember_model_from_bytes.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(_handle)]
+_lib.ember_model_from_bytes.restype = ctypes.c_int
+_lib.ember_model_save.argtypes = [_handle, ctypes.c_char_p]
+_lib.ember_model_save.restype = ctypes.c_int
+_lib.ember_model_load.argtypes = [ctypes.c_char_p, ctypes.POINTER(_handle)]
+_lib.ember_model_load.restype = ctypes.c_int
+_lib.ember_model_free.argtypes = [ctypes.POINTER(_handle)]
+_lib.ember_model_free.restype = None
+
+METHODS = {"tsne": 1, "umap": 2}
+
+
+class Model:
+    """A fitted t-SNE or UMAP map that places new points without moving (ember_model_*).
+    One model may transform from many threads at once; pickling ships its bytes."""
+
+    def __init__(self, handle):
+        self._h = handle
+
+    @classmethod
+    def fit(cls, x, method="tsne", seed=42, threads=0, **fields):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+        p = (_lib.ember_tsne_params_default if method == "tsne"
+             else _lib.ember_umap_params_default)()
+        p.seed, p.threads = seed, threads
+        for k, v in fields.items():
+            setattr(p, k, v)
+        buf, n, d = _matrix(x)
+        h = _handle()
+        _check(_lib.ember_model_fit(_ptr(buf), n, d, d, 1, METHODS[method], ctypes.byref(p),
+                                    _progress(0), None, ctypes.byref(h)))
+        return cls(h)
+
+    @classmethod
+    def load(cls, path):
+        h = _handle()
+        _check(_lib.ember_model_load(os.fsencode(path), ctypes.byref(h)))
+        return cls(h)
+
+    @classmethod
+    def from_bytes(cls, data):
+        h = _handle()
+        _check(_lib.ember_model_from_bytes(bytes(data), len(data), ctypes.byref(h)))
+        return cls(h)
+
+    def to_bytes(self):
+        n = ctypes.c_size_t()
+        _check(_lib.ember_model_to_bytes(self._h, None, 0, ctypes.byref(n)))
+        buf = ctypes.create_string_buffer(n.value)
+        _check(_lib.ember_model_to_bytes(self._h, buf, n.value, ctypes.byref(n)))
+        return buf.raw[:n.value]
+
+    def save(self, path):
+        _check(_lib.ember_model_save(self._h, os.fsencode(path)))
+
+    def info(self):
+        """(method, reference points, input columns, output dimensions)."""
+        m, n, d, k = ctypes.c_uint32(), ctypes.c_size_t(), ctypes.c_size_t(), ctypes.c_size_t()
+        _check(_lib.ember_model_info(self._h, ctypes.byref(m), ctypes.byref(n), ctypes.byref(d),
+                                     ctypes.byref(k)))
+        name = {v: k for k, v in METHODS.items()}[m.value]
+        return name, n.value, d.value, k.value
+
+    @property
+    def embedding(self):
+        _, n, _, dims = self.info()
+        y = _out(n, dims)
+        _check(_lib.ember_model_embedding(self._h, _ptr(y)))
+        return _result(y, n, dims)
+
+    def transform(self, x, threads=0, **fields):
+        """Places the rows of x; each row's result depends on that row alone."""
+        p = _lib.ember_transform_params_default()
+        p.threads = threads
+        for k, v in fields.items():
+            setattr(p, k, v)
+        _, _, _, dims = self.info()
+        buf, n, d = _matrix(x)
+        y = _out(n, dims)
+        _check(_lib.ember_model_transform(self._h, _ptr(buf), n, d, 1, ctypes.byref(p), _ptr(y),
+                                          _progress(0), None))
+        return _result(y, n, dims)
+
+    def close(self):
+        if self._h is not None:
+            _lib.ember_model_free(ctypes.byref(self._h))
+            self._h = None
+
+    def __del__(self):
+        self.close()
+
+    def __reduce__(self):
+        return (Model.from_bytes, (self.to_bytes(),))

@@ -51,4 +51,24 @@ try:
     raise SystemExit("a perplexity above N - 1 was accepted")
 except ember.EmberError as e:
     assert "perplexity" in str(e), e
+model = ember.Model.fit(x[:800], "tsne", perplexity=20.0, threads=2)
+assert model.info() == ("tsne", 800, 784, 2), model.info()
+placed = model.transform(x[800:], threads=2)
+one = model.transform(x[800:801], threads=1)
+assert [float(v) for v in one[0]] == [float(v) for v in placed[0]], "a point alone differs"
+import pickle
+again = pickle.loads(pickle.dumps(model)).transform(x[800:], threads=1)
+assert [[float(v) for v in r] for r in again] == [[float(v) for v in r] for r in placed]
+ref = [list(map(float, r)) for r in model.embedding]
+hits = 0
+for i, (a, b) in enumerate(placed):
+    near = sorted(((a - c) ** 2 + (b - e) ** 2, j) for j, (c, e) in enumerate(ref))[:10]
+    votes = [0] * 10
+    for _, j in near:
+        votes[lab[j]] += 1
+    hits += votes.index(max(votes)) == lab[800 + i]
+print(f"placed {n - 800} digits into the fitted map: 10-NN accuracy {hits / (n - 800):.3f}")
+assert hits / (n - 800) > 0.7
+model.close()
+model.close()
 print("python binding: all checks passed")

@@ -41,6 +41,11 @@ pub enum ember_status {
     EMBER_ERR_INTERNAL = 10,
     /// A zero vector where cosine similarity needs a direction.
     EMBER_ERR_ZERO_VECTOR = 11,
+    /// Bytes or a file that are not a valid ember model: corrupt, truncated, byte-swapped,
+    /// or of another format version.
+    EMBER_ERR_BAD_MODEL = 12,
+    /// A file could not be opened, read or written.
+    EMBER_ERR_IO = 13,
 }
 use ember_status::*;
 
@@ -142,6 +147,10 @@ fn from_core(e: Error) -> ember_status {
         Error::BufferTooSmall { .. } => EMBER_ERR_INTERNAL,
         Error::Cancelled => EMBER_CANCELLED,
         Error::ZeroVector { .. } => EMBER_ERR_ZERO_VECTOR,
+        Error::BadModel { .. } | Error::ModelVersion { .. } | Error::ModelLength { .. } => {
+            EMBER_ERR_BAD_MODEL
+        }
+        Error::OutOfMemory { .. } => EMBER_ERR_ALLOCATION,
     };
     fail(s, &e.to_string())
 }
@@ -658,26 +667,10 @@ pub unsafe extern "C" fn ember_umap(
             Ok(c) => c,
             Err(s) => return s,
         };
-        let up = match (metric_of(cp.metric), knn_of(cp.knn), sgd_init_of(cp.init)) {
-            (Ok(metric), Ok(knn), Ok(init)) => UmapParams {
-                dims: cp.dims as usize,
-                neighbors: cp.neighbors as usize,
-                min_dist: cp.min_dist,
-                spread: cp.spread,
-                epochs: cp.epochs as usize,
-                negatives: cp.negatives as usize,
-                learning_rate: cp.learning_rate,
-                metric,
-                knn,
-                init,
-                seed: cp.seed,
-                ..UmapParams::default()
-            },
-            (Err(s), _, _) | (_, Err(s), _) | (_, _, Err(s)) => return s,
+        let up = match umap_to_core(&cp) {
+            Ok(u) => u,
+            Err(s) => return s,
         };
-        if let Err(e) = up.validate() {
-            return from_core(e);
-        }
         with_matrix(x, n, d, row_stride, col_stride, |xm| {
             let bytes = ember_core::umap::umap_scratch(n, xm.cols(), &up).bytes();
             let mut scratch = match try_zeroed::<u8>(bytes) {
@@ -697,6 +690,28 @@ pub unsafe extern "C" fn ember_umap(
             }
         })
     })
+}
+
+fn umap_to_core(cp: &ember_umap_params) -> Result<UmapParams, ember_status> {
+    let up = match (metric_of(cp.metric), knn_of(cp.knn), sgd_init_of(cp.init)) {
+        (Ok(metric), Ok(knn), Ok(init)) => UmapParams {
+            dims: cp.dims as usize,
+            neighbors: cp.neighbors as usize,
+            min_dist: cp.min_dist,
+            spread: cp.spread,
+            epochs: cp.epochs as usize,
+            negatives: cp.negatives as usize,
+            learning_rate: cp.learning_rate,
+            metric,
+            knn,
+            init,
+            seed: cp.seed,
+            ..UmapParams::default()
+        },
+        (Err(s), _, _) | (_, Err(s), _) | (_, _, Err(s)) => return Err(s),
+    };
+    up.validate().map_err(from_core)?;
+    Ok(up)
 }
 
 fn ne_to_core(cp: &ember_ne_params) -> Result<NeParams, ember_status> {
@@ -1746,6 +1761,533 @@ pub unsafe extern "C" fn ember_knn_accuracy(
     })
 }
 
+pub const EMBER_METHOD_TSNE: u32 = 1;
+pub const EMBER_METHOD_UMAP: u32 = 2;
+
+/// A fitted t-SNE or UMAP model (opaque): the reference data, its embedding and the
+/// settings, for placing new points with ember_model_transform. Read-only once made, so any
+/// number of threads may transform through one model at once.
+pub struct ember_model {
+    inner: ember_core::fitted::FittedModel,
+}
+
+/// Transform settings. Fill with ember_transform_params_default(); 0 keeps a default.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ember_transform_params {
+    /// sizeof(ember_transform_params) as the caller compiled it.
+    pub struct_size: u32,
+    /// t-SNE: perplexity of each new point's neighbourhood (0 = 5).
+    pub perplexity: f32,
+    /// Reference neighbours per new point (0 = t-SNE 25, UMAP the fit's).
+    pub neighbors: u32,
+    /// t-SNE iterations (0 = 250) or UMAP epochs (0 = 100).
+    pub iters: u32,
+    /// Learning rate (0 = t-SNE 0.1, UMAP a quarter of the fit's).
+    pub learning_rate: f32,
+    /// t-SNE: exaggeration of the attraction (0 = 1.5).
+    pub exaggeration: f32,
+    /// Worker threads; 0 = all cores. The result does not depend on it.
+    pub threads: u32,
+}
+
+/// Every field 0: the method's defaults, all cores.
+#[unsafe(no_mangle)]
+pub extern "C" fn ember_transform_params_default() -> ember_transform_params {
+    ember_transform_params {
+        struct_size: size_of::<ember_transform_params>() as u32,
+        perplexity: 0.0,
+        neighbors: 0,
+        iters: 0,
+        learning_rate: 0.0,
+        exaggeration: 0.0,
+        threads: 0,
+    }
+}
+
+fn store_model(out: *mut *mut ember_model, m: ember_core::fitted::FittedModel) {
+    // SAFETY: the callers checked `out` is non-NULL.
+    unsafe { *out = Box::into_raw(Box::new(ember_model { inner: m })) };
+}
+
+/// Fits a model: t-SNE (`method` EMBER_METHOD_TSNE, `params` NULL or an ember_tsne_params)
+/// or UMAP (EMBER_METHOD_UMAP, NULL or an ember_umap_params) of `n` points laid out as for
+/// ember_tsne, and stores it in `*model` (NULL on failure). The struct_size of `params` must
+/// be that of the method's struct. `ember_model_embedding` gives the fit's embedding.
+///
+/// # Safety
+/// As for ember_tsne; `params` NULL or the method's parameter struct; `model` valid for one
+/// pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_model_fit(
+    x: *const f32,
+    n: usize,
+    d: usize,
+    row_stride: usize,
+    col_stride: usize,
+    method: u32,
+    params: *const c_void,
+    progress: ember_progress_fn,
+    user: *mut c_void,
+    model: *mut *mut ember_model,
+) -> ember_status {
+    guard(|| {
+        if model.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "model must not be NULL");
+        }
+        // SAFETY: non-NULL, one pointer.
+        unsafe { *model = std::ptr::null_mut() };
+        if x.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "x must not be NULL");
+        }
+        let mut obs = Callback { f: progress, user };
+        match method {
+            EMBER_METHOD_TSNE => {
+                // SAFETY: the caller promised NULL or an ember_tsne_params.
+                let cp = match unsafe {
+                    read_params(
+                        params.cast::<ember_tsne_params>(),
+                        ember_tsne_params_default(),
+                        "ember_tsne_params",
+                    )
+                } {
+                    Ok(c) => c,
+                    Err(s) => return s,
+                };
+                let tp = match to_core(&cp) {
+                    Ok(t) => t,
+                    Err(s) => return s,
+                };
+                if let Err(e) = tp.validate() {
+                    return from_core(e);
+                }
+                with_matrix(x, n, d, row_stride, col_stride, |xm| {
+                    let par = Threads::new(cp.threads as usize);
+                    let bytes = ember_core::tsne::tsne_scratch(n, d, &tp).bytes();
+                    let (mut scratch, mut y) =
+                        match (try_zeroed::<u8>(bytes), try_zeroed::<f32>(n * tp.dims)) {
+                            (Ok(a), Ok(b)) => (a, b),
+                            (Err(s), _) | (_, Err(s)) => return s,
+                        };
+                    if let Err(e) =
+                        ember_core::tsne::tsne(xm, &tp, &par, &mut obs, &mut scratch, &mut y)
+                    {
+                        return from_core(e);
+                    }
+                    drop(scratch);
+                    let basis = match tp
+                        .reduced_dims(d)
+                        .map(|r| ember_core::fitted::pca_basis(xm, r, tp.seed, &par))
+                        .transpose()
+                    {
+                        Ok(b) => b,
+                        Err(e) => return from_core(e),
+                    };
+                    let m = ember_core::model::Method::Tsne {
+                        dof: tp.dof,
+                        perplexity: tp.perplexity,
+                    };
+                    match ember_core::fitted::FittedModel::from_fit(
+                        m, tp.metric, xm, basis, y, tp.dims, tp.seed, &par,
+                    ) {
+                        Ok(fitted) => {
+                            store_model(model, fitted);
+                            EMBER_OK
+                        }
+                        Err(e) => from_core(e),
+                    }
+                })
+            }
+            EMBER_METHOD_UMAP => {
+                // SAFETY: the caller promised NULL or an ember_umap_params.
+                let cp = match unsafe {
+                    read_params(
+                        params.cast::<ember_umap_params>(),
+                        ember_umap_params_default(),
+                        "ember_umap_params",
+                    )
+                } {
+                    Ok(c) => c,
+                    Err(s) => return s,
+                };
+                let up = match umap_to_core(&cp) {
+                    Ok(u) => u,
+                    Err(s) => return s,
+                };
+                with_matrix(x, n, d, row_stride, col_stride, |xm| {
+                    let par = Threads::new(cp.threads as usize);
+                    let bytes = ember_core::umap::umap_scratch(n, d, &up).bytes();
+                    let (mut scratch, mut y) =
+                        match (try_zeroed::<u8>(bytes), try_zeroed::<f32>(n * up.dims)) {
+                            (Ok(a), Ok(b)) => (a, b),
+                            (Err(s), _) | (_, Err(s)) => return s,
+                        };
+                    let summary =
+                        match ember_core::umap::umap(xm, &up, &par, &mut obs, &mut scratch, &mut y)
+                        {
+                            Ok(s) => s,
+                            Err(e) => return from_core(e),
+                        };
+                    note_init(summary.init);
+                    drop(scratch);
+                    let m = ember_core::model::Method::Umap {
+                        a: summary.a,
+                        b: summary.b,
+                        neighbors: up.neighbors,
+                        negatives: up.negatives,
+                        learning_rate: up.learning_rate,
+                        min_dist: up.min_dist,
+                        spread: up.spread,
+                    };
+                    match ember_core::fitted::FittedModel::from_fit(
+                        m, up.metric, xm, None, y, up.dims, up.seed, &par,
+                    ) {
+                        Ok(fitted) => {
+                            store_model(model, fitted);
+                            EMBER_OK
+                        }
+                        Err(e) => from_core(e),
+                    }
+                })
+            }
+            _ => fail(
+                EMBER_ERR_INVALID_PARAMETER,
+                "invalid method: use EMBER_METHOD_TSNE or EMBER_METHOD_UMAP",
+            ),
+        }
+    })
+}
+
+/// The model's method (EMBER_METHOD_*), reference points, input columns and output
+/// dimensions; any output pointer may be NULL.
+///
+/// # Safety
+/// `model` NULL or from ember_model_fit/_load/_from_bytes; outputs NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_model_info(
+    model: *const ember_model,
+    method: *mut u32,
+    n: *mut usize,
+    input_dims: *mut usize,
+    dims: *mut usize,
+) -> ember_status {
+    guard(|| {
+        // SAFETY: the caller promised NULL or a live model.
+        let Some(m) = (unsafe { model.as_ref() }) else {
+            return fail(EMBER_ERR_NULL_POINTER, "model must not be NULL");
+        };
+        let h = m.inner.header();
+        let kind = match h.method {
+            ember_core::model::Method::Tsne { .. } => EMBER_METHOD_TSNE,
+            ember_core::model::Method::Umap { .. } => EMBER_METHOD_UMAP,
+        };
+        // SAFETY: each is NULL or valid for one value.
+        unsafe {
+            if let Some(p) = method.as_mut() {
+                *p = kind;
+            }
+            if let Some(p) = n.as_mut() {
+                *p = h.n;
+            }
+            if let Some(p) = input_dims.as_mut() {
+                *p = h.input_dims;
+            }
+            if let Some(p) = dims.as_mut() {
+                *p = h.dims;
+            }
+        }
+        EMBER_OK
+    })
+}
+
+/// Copies the fit's embedding (n × dims floats, row-major) into `y`.
+///
+/// # Safety
+/// `model` NULL or live; `y` valid for n × dims floats.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_model_embedding(
+    model: *const ember_model,
+    y: *mut f32,
+) -> ember_status {
+    guard(|| {
+        // SAFETY: the caller promised NULL or a live model.
+        let Some(m) = (unsafe { model.as_ref() }) else {
+            return fail(EMBER_ERR_NULL_POINTER, "model must not be NULL");
+        };
+        let e = m.inner.embedding();
+        match out_slice(y, e.len(), "y") {
+            Ok(out) => {
+                out.copy_from_slice(e);
+                EMBER_OK
+            }
+            Err(s) => s,
+        }
+    })
+}
+
+/// Places `nq` new points (with the fitted data's columns, laid out by the strides as for
+/// ember_tsne) into the model's embedding without moving it: `y` receives nq × dims floats.
+/// Each point's result depends on that point alone, not on the others in the call, and not
+/// on the thread count. `params` may be NULL for the defaults; `progress` as for ember_tsne.
+///
+/// # Safety
+/// `model` NULL or live; `queries` as for ember_tsne; `y` valid for nq × dims floats.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_model_transform(
+    model: *const ember_model,
+    queries: *const f32,
+    nq: usize,
+    row_stride: usize,
+    col_stride: usize,
+    params: *const ember_transform_params,
+    y: *mut f32,
+    progress: ember_progress_fn,
+    user: *mut c_void,
+) -> ember_status {
+    guard(|| {
+        // SAFETY: the caller promised NULL or a live model.
+        let Some(m) = (unsafe { model.as_ref() }) else {
+            return fail(EMBER_ERR_NULL_POINTER, "model must not be NULL");
+        };
+        if queries.is_null() || y.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "queries and y must not be NULL");
+        }
+        // SAFETY: the caller promised NULL or a valid struct.
+        let tp = match unsafe {
+            read_params(
+                params,
+                ember_transform_params_default(),
+                "ember_transform_params",
+            )
+        } {
+            Ok(p) => p,
+            Err(s) => return s,
+        };
+        let nonzero_f = |v: f32| (v != 0.0).then_some(v);
+        let nonzero_u = |v: u32| (v != 0).then_some(v as usize);
+        let opts = ember_core::fitted::TransformOptions {
+            perplexity: nonzero_f(tp.perplexity),
+            neighbours: nonzero_u(tp.neighbors),
+            iters: nonzero_u(tp.iters),
+            learning_rate: nonzero_f(tp.learning_rate),
+            exaggeration: nonzero_f(tp.exaggeration),
+        };
+        let h = *m.inner.header();
+        if nq == 0 {
+            return fail(EMBER_ERR_SHAPE, "nq must be at least 1");
+        }
+        with_any_matrix(queries, nq, h.input_dims, row_stride, col_stride, |qm| {
+            let Some(len) = nq.checked_mul(h.dims) else {
+                return fail(EMBER_ERR_SHAPE, "nq * dims overflows");
+            };
+            let out = match out_slice(y, len, "y") {
+                Ok(o) => o,
+                Err(s) => return s,
+            };
+            let mut obs = Callback { f: progress, user };
+            let par = Threads::new(tp.threads as usize);
+            match m.inner.transform(qm, &opts, &par, &mut obs, out) {
+                Ok(()) => EMBER_OK,
+                Err(e) => from_core(e),
+            }
+        })
+    })
+}
+
+/// The model file's bytes: with `bytes` NULL (or `capacity` too small) only `*len` is set to
+/// the size needed (and EMBER_ERR_SHAPE returned when `bytes` is non-NULL but too small).
+///
+/// # Safety
+/// `model` NULL or live; `bytes` NULL or valid for `capacity` bytes; `len` valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_model_to_bytes(
+    model: *const ember_model,
+    bytes: *mut u8,
+    capacity: usize,
+    len: *mut usize,
+) -> ember_status {
+    guard(|| {
+        // SAFETY: the caller promised NULL or a live model.
+        let Some(m) = (unsafe { model.as_ref() }) else {
+            return fail(EMBER_ERR_NULL_POINTER, "model must not be NULL");
+        };
+        if len.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "len must not be NULL");
+        }
+        let Some(needed) = m.inner.header().encoded_len() else {
+            return fail(EMBER_ERR_INTERNAL, "model size overflows");
+        };
+        // SAFETY: non-NULL, one value.
+        unsafe { *len = needed };
+        if bytes.is_null() {
+            return EMBER_OK;
+        }
+        if capacity < needed {
+            return fail(
+                EMBER_ERR_SHAPE,
+                &format!("capacity {capacity} is below the {needed} bytes needed"),
+            );
+        }
+        match m.inner.to_bytes() {
+            Ok(v) => {
+                // SAFETY: the caller promised `capacity` >= needed bytes at `bytes`.
+                unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), bytes, v.len()) };
+                EMBER_OK
+            }
+            Err(e) => from_core(e),
+        }
+    })
+}
+
+/// A model from the bytes of a model file (checked: version, byte order, length, checksum),
+/// stored in `*model` (NULL on failure).
+///
+/// # Safety
+/// `bytes` valid for `len` bytes; `model` valid for one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_model_from_bytes(
+    bytes: *const u8,
+    len: usize,
+    model: *mut *mut ember_model,
+) -> ember_status {
+    guard(|| {
+        if model.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "model must not be NULL");
+        }
+        // SAFETY: non-NULL, one pointer.
+        unsafe { *model = std::ptr::null_mut() };
+        if bytes.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "bytes must not be NULL");
+        }
+        // SAFETY: the caller promised `len` readable bytes.
+        let b = unsafe { std::slice::from_raw_parts(bytes, len) };
+        match ember_core::fitted::FittedModel::from_bytes(b) {
+            Ok(m) => {
+                store_model(model, m);
+                EMBER_OK
+            }
+            Err(e) => from_core(e),
+        }
+    })
+}
+
+fn path_of<'a>(path: *const c_char) -> Result<&'a std::path::Path, ember_status> {
+    if path.is_null() {
+        return Err(fail(EMBER_ERR_NULL_POINTER, "path must not be NULL"));
+    }
+    // SAFETY: the caller promised a NUL-terminated string.
+    let c = unsafe { std::ffi::CStr::from_ptr(path) };
+    c.to_str()
+        .map(std::path::Path::new)
+        .map_err(|_| fail(EMBER_ERR_INVALID_PARAMETER, "path is not UTF-8"))
+}
+
+/// Saves the model to the file `path`, through a temporary file renamed into place, so a
+/// failure leaves no partial file.
+///
+/// # Safety
+/// `model` NULL or live; `path` NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_model_save(
+    model: *const ember_model,
+    path: *const c_char,
+) -> ember_status {
+    guard(|| {
+        // SAFETY: the caller promised NULL or a live model.
+        let Some(m) = (unsafe { model.as_ref() }) else {
+            return fail(EMBER_ERR_NULL_POINTER, "model must not be NULL");
+        };
+        let path = match path_of(path) {
+            Ok(p) => p,
+            Err(s) => return s,
+        };
+        let bytes = match m.inner.to_bytes() {
+            Ok(b) => b,
+            Err(e) => return from_core(e),
+        };
+        let name = path.file_name().map(|f| f.to_string_lossy().into_owned());
+        let Some(name) = name else {
+            return fail(
+                EMBER_ERR_IO,
+                &format!("{}: not a file path", path.display()),
+            );
+        };
+        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let written = std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, path));
+        match written {
+            Ok(()) => EMBER_OK,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                fail(
+                    EMBER_ERR_IO,
+                    &format!("{}: cannot write: {e}", path.display()),
+                )
+            }
+        }
+    })
+}
+
+/// Loads a model saved by ember_model_save (or `ember ... --save-model`) into `*model`
+/// (NULL on failure).
+///
+/// # Safety
+/// `path` NULL or a NUL-terminated string; `model` valid for one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_model_load(
+    path: *const c_char,
+    model: *mut *mut ember_model,
+) -> ember_status {
+    guard(|| {
+        if model.is_null() {
+            return fail(EMBER_ERR_NULL_POINTER, "model must not be NULL");
+        }
+        // SAFETY: non-NULL, one pointer.
+        unsafe { *model = std::ptr::null_mut() };
+        let path = match path_of(path) {
+            Ok(p) => p,
+            Err(s) => return s,
+        };
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                return fail(
+                    EMBER_ERR_IO,
+                    &format!("{}: cannot read: {e}", path.display()),
+                );
+            }
+        };
+        match ember_core::fitted::FittedModel::from_bytes(&bytes) {
+            Ok(m) => {
+                store_model(model, m);
+                EMBER_OK
+            }
+            Err(e) => {
+                let status = from_core(e);
+                set_last_error(&format!("{}: {e}", path.display()));
+                status
+            }
+        }
+    })
+}
+
+/// Frees the model `*model` and sets `*model` to NULL, so a second call is harmless;
+/// `model` NULL or `*model` NULL does nothing.
+///
+/// # Safety
+/// `model` NULL, or pointing to NULL or to a model no other thread is using.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ember_model_free(model: *mut *mut ember_model) {
+    if model.is_null() {
+        return;
+    }
+    // SAFETY: the caller promised a pointer to NULL or to a live model it owns.
+    let p = unsafe { std::mem::replace(&mut *model, std::ptr::null_mut()) };
+    if !p.is_null() {
+        // SAFETY: made by Box::into_raw in store_model and not yet freed.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
 /// A static, human-readable description of a status code.
 #[unsafe(no_mangle)]
 pub extern "C" fn ember_status_message(status: i32) -> *const c_char {
@@ -1762,6 +2304,8 @@ pub extern "C" fn ember_status_message(status: i32) -> *const c_char {
         9 => b"struct_size does not match this library\0",
         10 => b"internal error\0",
         11 => b"a zero vector has no cosine similarity\0",
+        12 => b"not a valid ember model (corrupt, truncated, byte-swapped or another version)\0",
+        13 => b"a file could not be opened, read or written\0",
         _ => b"unknown status code\0",
     };
     s.as_ptr().cast()

@@ -32,7 +32,7 @@ impl Labels {
     }
 }
 
-fn read_file(path: &Path) -> Res<Vec<u8>> {
+pub fn read_file(path: &Path) -> Res<Vec<u8>> {
     std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
 }
 
@@ -458,4 +458,42 @@ pub fn write_embedding(
             npy.finish()
         }
     })
+}
+
+/// Fails early, before a long run, when `path` could not be written: its directory must
+/// exist, and `path` must not be a directory.
+pub fn check_writable(path: &Path, what: &str) -> Res<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(format!(
+            "{}: cannot write {what}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ));
+    }
+    if path.is_dir() {
+        return Err(format!(
+            "{}: cannot write {what}: it is a directory",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Writes a fitted model file (atomically).
+pub fn write_model(path: &Path, model: &ember_core::fitted::FittedModel) -> Res<()> {
+    let bytes = model
+        .to_bytes()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    write_atomically(path, |w| w.write_all(&bytes))
+}
+
+/// Reads and checks a fitted model file.
+pub fn read_model(path: &Path) -> Res<ember_core::fitted::FittedModel> {
+    let bytes = read_file(path)?;
+    ember_core::fitted::FittedModel::from_bytes(&bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }

@@ -44,6 +44,50 @@ enum Command {
     Icon(IconArgs),
     /// Score an embedding: recall@k of input-space neighbours and k-NN accuracy.
     Eval(EvalArgs),
+    /// Place new points into a saved t-SNE or UMAP model's embedding without moving it.
+    Transform(TransformArgs),
+}
+
+#[derive(clap::Args)]
+struct TransformArgs {
+    /// A model saved with `ember tsne|umap --save-model`.
+    model: PathBuf,
+    /// New points with the fitted data's columns (same formats as the fit's input).
+    input: PathBuf,
+    /// Labels of the new points, to colour the plot.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Labels of the model's reference points: with --labels, report the 10-NN accuracy of
+    /// the new points classified by their nearest reference points in the embedding.
+    #[arg(long)]
+    reference_labels: Option<PathBuf>,
+    /// Output file, .npy or .csv.
+    #[arg(short, long, default_value = "transformed.csv")]
+    output: PathBuf,
+    /// Write a scatter plot (PNG) of the new points.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// t-SNE: perplexity of each new point's neighbourhood [default: 5].
+    #[arg(long)]
+    perplexity: Option<f32>,
+    /// Reference neighbours per new point [default: t-SNE 25, UMAP the fit's].
+    #[arg(long)]
+    neighbors: Option<usize>,
+    /// t-SNE iterations [default: 250] or UMAP epochs [default: 100].
+    #[arg(long)]
+    iters: Option<usize>,
+    /// [default: t-SNE 0.1, UMAP a quarter of the fit's]
+    #[arg(long)]
+    learning_rate: Option<f32>,
+    /// t-SNE: exaggeration of the attraction [default: 1.5].
+    #[arg(long)]
+    exaggeration: Option<f32>,
+    /// Worker threads (0 = all cores). The result does not depend on it.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// No progress output.
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -130,6 +174,10 @@ struct TsneArgs {
     /// Worker threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Also save the fitted model (the data, its embedding and the settings) for
+    /// `ember transform`.
+    #[arg(long)]
+    save_model: Option<PathBuf>,
     /// No progress output.
     #[arg(short, long)]
     quiet: bool,
@@ -220,6 +268,10 @@ struct UmapArgs {
     /// Initialisation; spectral falls back to PCA (and says so) on a disconnected graph.
     #[arg(long, value_enum, default_value = "spectral")]
     init: SgdInitArg,
+    /// Also save the fitted model (the data, its embedding and the settings) for
+    /// `ember transform`.
+    #[arg(long)]
+    save_model: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -354,6 +406,7 @@ fn main() -> ExitCode {
         Command::Ne(a) => run_ne(a),
         Command::Icon(a) => run_icon(a),
         Command::Eval(a) => run_eval(a),
+        Command::Transform(a) => run_transform(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -449,6 +502,9 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
         src,
     } = load(&a.io)?;
     let out_kind = io::OutputKind::from_path(&a.io.output)?;
+    if let Some(m) = &a.save_model {
+        io::check_writable(m, "the model")?;
+    }
     let learning_rate = match a.learning_rate.as_str() {
         "auto" => 0.0,
         s => match s.parse::<f32>() {
@@ -517,6 +573,29 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
         .map_err(|e| format!("{src}: {e}"))?;
     obs.finish();
     io::write_embedding(&a.io.output, out_kind, &y, data.rows, params.dims)?;
+    if let Some(m) = &a.save_model {
+        let basis = params
+            .reduced_dims(data.cols)
+            .map(|r| ember_core::fitted::pca_basis(x, r, params.seed, &par))
+            .transpose()
+            .map_err(|e| format!("{src}: {e}"))?;
+        let method = ember_core::model::Method::Tsne {
+            dof: params.dof,
+            perplexity: params.perplexity,
+        };
+        let model = ember_core::fitted::FittedModel::from_fit(
+            method,
+            params.metric,
+            x,
+            basis,
+            y.clone(),
+            params.dims,
+            params.seed,
+            &par,
+        )
+        .map_err(|e| format!("{}: {e}", m.display()))?;
+        io::write_model(m, &model)?;
+    }
     if let Some(p) = &plot {
         plot::write_scatter(
             p,
@@ -570,6 +649,9 @@ fn run_umap(a: UmapArgs) -> Res<()> {
     let loaded = load(&c.io)?;
     let (data, src) = (&loaded.data, &loaded.src);
     let out_kind = io::OutputKind::from_path(&c.io.output)?;
+    if let Some(m) = &a.save_model {
+        io::check_writable(m, "the model")?;
+    }
     let params = UmapParams {
         dims: c.dims,
         neighbors: a.neighbors,
@@ -600,6 +682,29 @@ fn run_umap(a: UmapArgs) -> Res<()> {
         .map_err(|e| format!("{src}: {e}"))?;
     obs.finish();
     io::write_embedding(&c.io.output, out_kind, &y, n, params.dims)?;
+    if let Some(m) = &a.save_model {
+        let method = ember_core::model::Method::Umap {
+            a: summary.a,
+            b: summary.b,
+            neighbors: params.neighbors,
+            negatives: params.negatives,
+            learning_rate: params.learning_rate,
+            min_dist: params.min_dist,
+            spread: params.spread,
+        };
+        let model = ember_core::fitted::FittedModel::from_fit(
+            method,
+            params.metric,
+            x,
+            None,
+            y.clone(),
+            params.dims,
+            params.seed,
+            &par,
+        )
+        .map_err(|e| format!("{}: {e}", m.display()))?;
+        io::write_model(m, &model)?;
+    }
     loaded.plot(&y, params.dims)?;
     if let Some(note) = init_note(summary.init) {
         eprintln!("{note}");
@@ -940,6 +1045,90 @@ fn run_eval(a: EvalArgs) -> Res<()> {
         let acc = ember_core::metrics::knn_accuracy(xe, &l.ids, a.k, 0.1, a.seed, &par, &mut s)
             .map_err(|e| e.to_string())?;
         println!("{}-NN accuracy: {acc:.4}", a.k);
+    }
+    Ok(())
+}
+
+fn run_transform(a: TransformArgs) -> Res<()> {
+    let out_kind = io::OutputKind::from_path(&a.output)?;
+    if let Some(p) = &a.plot {
+        io::check_png_path(p)?;
+    }
+    let model = io::read_model(&a.model)?;
+    let data = io::read_matrix(&a.input)?;
+    let labels = a.labels.as_deref().map(io::read_labels).transpose()?;
+    if let Some(l) = &labels {
+        l.check_count(data.rows)?;
+    }
+    let reference_labels = a
+        .reference_labels
+        .as_deref()
+        .map(io::read_labels)
+        .transpose()?;
+    if let Some(l) = &reference_labels {
+        l.check_count(model.header().n)?;
+    }
+    let src = a.input.display().to_string();
+    let h = *model.header();
+    if data.cols != h.input_dims {
+        return Err(format!(
+            "{src}: {} columns, but the model was fitted on data with {}",
+            data.cols, h.input_dims
+        ));
+    }
+    let x = MatRef::dense(&data.values, data.rows, data.cols).map_err(|e| format!("{src}: {e}"))?;
+    x.check_finite().map_err(|e| format!("{src}: {e}"))?;
+    let opts = ember_core::fitted::TransformOptions {
+        perplexity: a.perplexity,
+        neighbours: a.neighbors,
+        iters: a.iters,
+        learning_rate: a.learning_rate,
+        exaggeration: a.exaggeration,
+    };
+    let par = Threads::new(a.threads);
+    let mut y = vec![0.0f32; data.rows * h.dims];
+    let mut obs = progress::Reporter::new(a.quiet);
+    let t0 = std::time::Instant::now();
+    model
+        .transform(x, &opts, &par, &mut obs, &mut y)
+        .map_err(|e| format!("{src}: {e}"))?;
+    obs.finish();
+    io::write_embedding(&a.output, out_kind, &y, data.rows, h.dims)?;
+    if let Some(p) = &a.plot {
+        plot::write_scatter(
+            p,
+            &y,
+            data.rows,
+            h.dims,
+            labels.as_ref().map(|l| l.ids.as_slice()),
+        )?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    if let (Some(test), Some(train)) = (&labels, &reference_labels) {
+        let k = 10.min(h.n);
+        let mut s =
+            vec![0u8; ember_core::metrics::knn_accuracy_against_scratch(h.n, data.rows, k).bytes()];
+        let train_emb = MatRef::dense(model.embedding(), h.n, h.dims).map_err(|e| e.to_string())?;
+        let test_emb = MatRef::dense(&y, data.rows, h.dims).map_err(|e| e.to_string())?;
+        let acc = ember_core::metrics::knn_accuracy_against(
+            train_emb, &train.ids, test_emb, &test.ids, k, &par, &mut s,
+        )
+        .map_err(|e| e.to_string())?;
+        println!("{k}-NN accuracy of the new points among the reference points: {acc:.4}");
+    }
+    if !a.quiet {
+        let method = match h.method {
+            ember_core::model::Method::Tsne { .. } => "t-SNE",
+            ember_core::model::Method::Umap { .. } => "UMAP",
+        };
+        eprintln!(
+            "placed {} points into a {method} map of {} in {secs:.2} s ({:.0} points/s) on {} threads; wrote {}",
+            data.rows,
+            h.n,
+            data.rows as f64 / secs.max(1e-9),
+            par.count(),
+            a.output.display()
+        );
     }
     Ok(())
 }

@@ -446,3 +446,126 @@ fn icon_embeds_digits_and_eval_judges_them() {
     // Measured 0.860 (2026-11-22).
     assert!(acc > 0.7, "{out}");
 }
+
+/// Digits `start .. start + n` of the bundled set as `<name>.npy` and `<name>.txt` in `dir`.
+fn digit_range(dir: &Path, name: &str, start: usize, n: usize) {
+    use std::io::Read;
+    let gunzip = |file: &str| {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(data(file)).unwrap())
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    };
+    let img = gunzip("t10k-images.idx3-ubyte.gz");
+    let lab = gunzip("t10k-labels.idx1-ubyte.gz");
+    let x: Vec<f32> = img[16 + start * 784..16 + (start + n) * 784]
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    std::fs::write(dir.join(format!("{name}.npy")), npy_f32(n, 784, &x)).unwrap();
+    let labels: String = lab[8 + start..8 + start + n]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.join(format!("{name}.txt")), labels).unwrap();
+}
+
+#[test]
+fn saved_models_place_new_digits() {
+    let dir = tmpdir("transform");
+    digit_range(&dir, "train", 0, 2000);
+    digit_range(&dir, "test", 2000, 500);
+    for (method, floor) in [("tsne", 0.75), ("umap", 0.75)] {
+        let model = format!("{method}.ember");
+        let r = ember(
+            &dir,
+            &[
+                method,
+                "train.npy",
+                "-o",
+                "fit.npy",
+                "--save-model",
+                &model,
+                "-q",
+            ],
+        );
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let run = |threads: &str, out: &str| {
+            let r = ember(
+                &dir,
+                &[
+                    "transform",
+                    &model,
+                    "test.npy",
+                    "-o",
+                    out,
+                    "--labels",
+                    "test.txt",
+                    "--reference-labels",
+                    "train.txt",
+                    "--threads",
+                    threads,
+                    "-q",
+                ],
+            );
+            assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+            String::from_utf8_lossy(&r.stdout).to_string()
+        };
+        let report = run("2", "placed2.npy");
+        let acc: f64 = report
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("no accuracy in '{report}'"));
+        println!("{method}: {report}");
+        assert!(acc >= floor, "{method}: transform accuracy {acc}");
+        run("1", "placed1.npy");
+        assert_eq!(
+            std::fs::read(dir.join("placed1.npy")).unwrap(),
+            std::fs::read(dir.join("placed2.npy")).unwrap(),
+            "{method}: the thread count changed the result"
+        );
+    }
+
+    // Damaged and mismatched inputs: one line, non-zero exit, no output.
+    let good = std::fs::read(dir.join("tsne.ember")).unwrap();
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 1;
+    std::fs::write(dir.join("flipped.ember"), flipped).unwrap();
+    std::fs::write(dir.join("short.ember"), &good[..good.len() / 2]).unwrap();
+    let mut swapped = good.clone();
+    // Version and byte-order mark as a big-endian writer would put them.
+    swapped[8..12].copy_from_slice(&1u32.to_be_bytes());
+    swapped[12..16].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+    std::fs::write(dir.join("swapped.ember"), swapped).unwrap();
+    let mut future = good.clone();
+    future[8] = 9;
+    std::fs::write(dir.join("future.ember"), future).unwrap();
+    std::fs::write(dir.join("narrow.npy"), npy_f32(60, 4, &blobs(60, 4))).unwrap();
+    let t = |args: &[&str], expect: &str| assert_command_fails(&dir, "transform", args, expect);
+    t(&["flipped.ember", "test.npy"], "checksum mismatch");
+    t(&["short.ember", "test.npy"], "truncated");
+    t(&["swapped.ember", "test.npy"], "byte-swapped");
+    t(&["future.ember", "test.npy"], "version 9 is not supported");
+    t(&["test.npy", "test.npy"], "not a valid ember model");
+    t(&["missing.ember", "test.npy"], "cannot read");
+    t(
+        &["tsne.ember", "narrow.npy"],
+        "4 columns, but the model was fitted on data with 784",
+    );
+    t(&["tsne.ember", "missing.npy"], "cannot read");
+    assert_fails(
+        &dir,
+        &[
+            "narrow.npy",
+            "--perplexity",
+            "5",
+            "--save-model",
+            "no/such/dir/m.ember",
+        ],
+        "does not exist",
+    );
+}

@@ -37,6 +37,8 @@ pub enum Error {
     ZeroVector { row: usize },
     /// Bytes that are not a valid ember model file.
     BadModel { reason: &'static str },
+    /// A model file whose length is not what its header declares.
+    ModelLength { expected: usize, got: usize },
     /// A model file of a format version this build does not read.
     ModelVersion { found: u32, supported: u32 },
     /// Memory for this many bytes could not be had (std helpers only; the core allocates
@@ -81,6 +83,14 @@ impl fmt::Display for Error {
             Error::OutOfMemory { bytes } => {
                 write!(f, "out of memory: could not allocate {bytes} bytes")
             }
+            Error::ModelLength { expected, got } if got < expected => write!(
+                f,
+                "not a valid ember model: truncated: the header declares {expected} bytes, the file has {got}"
+            ),
+            Error::ModelLength { expected, got } => write!(
+                f,
+                "not a valid ember model: {got} bytes where the header declares {expected} (trailing bytes)"
+            ),
             Error::BadModel { reason } => write!(f, "not a valid ember model: {reason}"),
             Error::ModelVersion { found, supported } => write!(
                 f,

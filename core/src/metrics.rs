@@ -94,25 +94,87 @@ pub fn knn_accuracy(
         idx,
         dist,
     )?;
-    let mut correct = 0usize;
-    for q in 0..n_test {
-        let votes: heapless::Vec<u32, 64> = idx[q * k..(q + 1) * k]
-            .iter()
-            .take(64)
-            .map(|&j| labels[perm[n_test + j as usize] as usize])
-            .collect();
-        let mut best = (0usize, votes[0]);
-        for &l in &votes {
-            let c = votes.iter().filter(|&&m| m == l).count();
-            if c > best.0 {
-                best = (c, l);
-            }
-        }
-        if best.1 == labels[perm[q] as usize] {
-            correct += 1;
+    let correct = (0..n_test)
+        .filter(|&q| {
+            let vote = majority(
+                idx[q * k..(q + 1) * k]
+                    .iter()
+                    .map(|&j| labels[perm[n_test + j as usize] as usize]),
+            );
+            vote == labels[perm[q] as usize]
+        })
+        .count();
+    Ok(correct as f64 / n_test as f64)
+}
+
+/// The most frequent label among (up to 64 of) the neighbours', nearest first; a tie goes
+/// to the label seen first, that is, of the nearest tied neighbour.
+fn majority(neighbour_labels: impl Iterator<Item = u32>) -> u32 {
+    let votes: heapless::Vec<u32, 64> = neighbour_labels.take(64).collect();
+    let mut best = (0usize, votes.first().copied().unwrap_or(0));
+    for &l in &votes {
+        let c = votes.iter().filter(|&&m| m == l).count();
+        if c > best.0 {
+            best = (c, l);
         }
     }
-    Ok(correct as f64 / n_test as f64)
+    best.1
+}
+
+/// Scratch for `knn_accuracy_against`.
+pub fn knn_accuracy_against_scratch(n_train: usize, n_test: usize, k: usize) -> ScratchSize {
+    ScratchSize::new()
+        .plus::<f32>(query_norms_len(n_train, n_test))
+        .plus::<u32>(n_test * k)
+        .plus::<f32>(n_test * k)
+}
+
+/// k-NN classification accuracy of the `test` points by majority vote of their `k` nearest
+/// `train` points: for example new points placed by transform into a fitted map.
+#[allow(clippy::too_many_arguments)]
+pub fn knn_accuracy_against(
+    train: MatRef,
+    train_labels: &[u32],
+    test: MatRef,
+    test_labels: &[u32],
+    k: usize,
+    par: &dyn Parallel,
+    scratch: &mut [u8],
+) -> Result<f64> {
+    ensure_len("train labels", train.rows(), train_labels.len())?;
+    ensure_len("test labels", test.rows(), test_labels.len())?;
+    ensure(
+        k >= 1 && k <= train.rows(),
+        "k",
+        "must be between 1 and the number of training points",
+    )?;
+    let n_test = test.rows();
+    let mut s = Scratch::new(scratch);
+    let norms = s.take::<f32>(query_norms_len(train.rows(), n_test), "norms")?;
+    let idx = s.take::<u32>(n_test * k, "neighbours")?;
+    let dist = s.take::<f32>(n_test * k, "distances")?;
+    exact_knn_query(
+        train,
+        test,
+        k,
+        Metric::SqEuclidean,
+        Kernel::Simd,
+        par,
+        &mut Silent,
+        norms,
+        idx,
+        dist,
+    )?;
+    let correct = (0..n_test)
+        .filter(|&q| {
+            majority(
+                idx[q * k..(q + 1) * k]
+                    .iter()
+                    .map(|&j| train_labels[j as usize]),
+            ) == test_labels[q]
+        })
+        .count();
+    Ok(correct as f64 / n_test.max(1) as f64)
 }
 
 #[cfg(test)]

@@ -289,8 +289,7 @@ pub fn read_header(bytes: &[u8]) -> Result<Header> {
         });
     }
     if bytes.len() < HEADER_LEN + 4 {
-        return Err(Error::Shape {
-            what: "model file length (truncated header)",
+        return Err(Error::ModelLength {
             expected: HEADER_LEN + 4,
             got: bytes.len(),
         });
@@ -347,12 +346,7 @@ pub fn read_header(bytes: &[u8]) -> Result<Header> {
     header.validate()?;
     let total = header.encoded_len().unwrap_or(usize::MAX);
     if bytes.len() != total {
-        return Err(Error::Shape {
-            what: if bytes.len() < total {
-                "model file length (truncated: the header declares more data)"
-            } else {
-                "model file length (trailing bytes)"
-            },
+        return Err(Error::ModelLength {
             expected: total,
             got: bytes.len(),
         });

@@ -161,3 +161,13 @@ fn c_api_reference_covers_every_function() {
         "docs/C_API.md does not document: {missing:?}"
     );
 }
+
+#[test]
+fn c_program_fits_saves_loads_and_transforms_models() {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_api");
+    let (images, labels) = mnist_idx_files(&tmp, "test_model");
+    let dir = tmp.join("models");
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = compile_and_run_with("test_model", &[images, labels, dir]);
+    assert!(report.contains("t-SNE: 10-NN accuracy") && report.contains("UMAP: 10-NN accuracy"));
+}
