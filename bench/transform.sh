@@ -13,9 +13,9 @@ trap 'rm -rf "$work"' EXIT
 cargo build --release -q -p ember-cli
 ember=$PWD/target/release/ember
 
-python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install -q numpy openTSNE==1.0.4 umap-learn==0.5.12
-"$work/venv/bin/python" - "$work" <<'PY'
+venv=${BENCH_VENV:-$work/venv}
+[ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q numpy openTSNE==1.0.4 umap-learn==0.5.12; }
+"$venv/bin/python" - "$work" <<'PY'
 import gzip, sys, numpy as np
 work = sys.argv[1]
 d = "../shared/data/mnist/"
@@ -45,7 +45,11 @@ if method == "openTSNE":
     import openTSNE
     emb = openTSNE.TSNE(n_jobs=2, random_state=42).fit(xtr)
     def place(threads):
-        return np.asarray(emb.transform(xte, n_jobs=threads))
+        # openTSNE's transform takes its thread count from the fitted embedding.
+        emb.gradient_descent_params["n_jobs"] = threads
+        emb.affinities.n_jobs = threads
+        emb.affinities.knn_index.n_jobs = threads
+        return np.asarray(emb.transform(xte))
     ref = np.asarray(emb)
 else:
     import numba, umap
@@ -69,7 +73,7 @@ PY
   echo "- Command: \`bench/transform.sh $runs\`. ember: \`ember tsne|umap train.npy --save-model m.ember\`, then"
   echo "  \`ember transform m.ember test.npy --threads T\` ($runs runs each; median). Wall time includes"
   echo "  reading the model and the data; points/s is ember's own count for the transform alone."
-  echo "  References: openTSNE 1.0.4 \`TSNE(n_jobs=2).fit(train).transform(test, n_jobs=T)\` and"
+  echo "  References: openTSNE 1.0.4 \`TSNE(n_jobs=2).fit(train).transform(test)\` with n_jobs set to T and"
   echo "  umap-learn 0.5.12 \`UMAP(n_jobs=2).fit(train).transform(test)\` with numba on T threads"
   echo "  (one timed run each, in-process, after a warm-up for umap-learn's JIT)."
   echo "- Accuracy: each placed test digit classified by majority of its 10 nearest training digits"
@@ -97,10 +101,11 @@ for method in tsne umap; do
       "$(median < "$work/rates")" "$(awk '{print $NF}' "$work/acc")" >> "$work/table"
   done
   ref=openTSNE; [ "$method" = umap ] && ref=umap-learn
-  "$work/venv/bin/python" "$work/reference.py" "$ref" "$work" 2> "$work/ref.log" |
-    while read -r threads secs rate acc; do
+  "$venv/bin/python" "$work/reference.py" "$ref" "$work" > "$work/ref.out" 2> "$work/ref.log" ||
+    { cat "$work/ref.log" >&2; exit 1; }
+  while read -r threads secs rate acc; do
       printf '| %s | %s | %s | %s | %s | %s |\n' "$method" "$ref" "$threads" "$secs" "$rate" "$acc"
-    done >> "$work/table"
+  done < "$work/ref.out" >> "$work/table"
 done
 mkdir -p bench/results
 {

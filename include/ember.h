@@ -108,6 +108,9 @@ typedef enum ember_status {
   EMBER_ERR_BAD_MODEL = 12,
   // A file could not be opened, read or written.
   EMBER_ERR_IO = 13,
+  // Values so large (or so small) that squared distances overflow (or underflow) single
+  // precision; rescaling the data fixes it.
+  EMBER_ERR_SCALE = 14,
 } ember_status;
 
 // A reference set kept for repeated neighbour queries (opaque; create with

@@ -44,6 +44,9 @@ static const char *ember_mex_id(ember_status st) {
     case EMBER_ERR_ALLOCATION: return "ember:outOfMemory";
     case EMBER_ERR_STRUCT_SIZE: return "ember:structSize";
     case EMBER_ERR_ZERO_VECTOR: return "ember:zeroVector";
+    case EMBER_ERR_BAD_MODEL: return "ember:badModel";
+    case EMBER_ERR_IO: return "ember:io";
+    case EMBER_ERR_SCALE: return "ember:scale";
     default: return "ember:internal";
     }
 }

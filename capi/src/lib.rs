@@ -46,6 +46,9 @@ pub enum ember_status {
     EMBER_ERR_BAD_MODEL = 12,
     /// A file could not be opened, read or written.
     EMBER_ERR_IO = 13,
+    /// Values so large (or so small) that squared distances overflow (or underflow) single
+    /// precision; rescaling the data fixes it.
+    EMBER_ERR_SCALE = 14,
 }
 use ember_status::*;
 
@@ -151,6 +154,7 @@ fn from_core(e: Error) -> ember_status {
             EMBER_ERR_BAD_MODEL
         }
         Error::OutOfMemory { .. } => EMBER_ERR_ALLOCATION,
+        Error::Scale { .. } => EMBER_ERR_SCALE,
     };
     fail(s, &e.to_string())
 }
@@ -1374,7 +1378,7 @@ pub unsafe extern "C" fn ember_knn(
             );
         }
         with_matrix(x, n, d, row_stride, col_stride, |xm| {
-            if let Err(e) = xm.check_finite() {
+            if let Err(e) = xm.check_values() {
                 return from_core(e);
             }
             let Some(len) = n.checked_mul(k) else {
@@ -1450,7 +1454,7 @@ pub unsafe extern "C" fn ember_knn_query(
             Err(s) => return s,
         };
         with_any_matrix(base, nb, d, base_row_stride, base_col_stride, |bm| {
-            if let Err(e) = bm.check_finite() {
+            if let Err(e) = bm.check_values() {
                 return from_core(e);
             }
             let q = Queries {
@@ -1493,7 +1497,7 @@ fn query_base(
         );
     }
     with_any_matrix(q.x, q.n, bm.cols(), q.row_stride, q.col_stride, |qm| {
-        if let Err(e) = qm.check_finite() {
+        if let Err(e) = qm.check_values() {
             return from_core(e);
         }
         let Some(len) = q.n.checked_mul(k) else {
@@ -1569,7 +1573,7 @@ pub unsafe extern "C" fn ember_knn_index_new(
             Err(s) => return s,
         };
         with_any_matrix(x, n, d, row_stride, col_stride, |xm| {
-            if let Err(e) = xm.check_finite() {
+            if let Err(e) = xm.check_values() {
                 return from_core(e);
             }
             let mut rows = match try_zeroed::<f32>(n * d) {
@@ -1738,7 +1742,7 @@ pub unsafe extern "C" fn ember_knn_accuracy(
             Ok(m) => m,
             Err(s) => return s,
         };
-        if let Err(e) = ym.check_finite() {
+        if let Err(e) = ym.check_values() {
             return from_core(e);
         }
         // SAFETY: the caller promised n labels.
@@ -2306,6 +2310,7 @@ pub extern "C" fn ember_status_message(status: i32) -> *const c_char {
         11 => b"a zero vector has no cosine similarity\0",
         12 => b"not a valid ember model (corrupt, truncated, byte-swapped or another version)\0",
         13 => b"a file could not be opened, read or written\0",
+        14 => b"values too large or too small: squared distances leave single precision\0",
         _ => b"unknown status code\0",
     };
     s.as_ptr().cast()

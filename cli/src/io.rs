@@ -111,7 +111,7 @@ fn shape_2d(shape: &[u64], name: &str) -> Res<(usize, usize)> {
     }
 }
 
-fn parse_npy(bytes: &[u8], name: &str) -> Res<Matrix> {
+pub fn parse_npy(bytes: &[u8], name: &str) -> Res<Matrix> {
     let npy =
         npyz::NpyFile::new(bytes).map_err(|e| format!("{name}: malformed .npy header: {e}"))?;
     let (rows, cols) = shape_2d(npy.shape(), name)?;
@@ -124,6 +124,26 @@ fn parse_npy(bytes: &[u8], name: &str) -> Res<Matrix> {
             ));
         }
     };
+    // Check the declared size against the bytes present before anything is read or allocated.
+    let data_start = match bytes.get(6) {
+        Some(1) => bytes
+            .get(8..10)
+            .map(|h| 10 + u16::from_le_bytes([h[0], h[1]]) as usize),
+        _ => bytes
+            .get(8..12)
+            .map(|h| 12 + u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize),
+    };
+    let item: Option<usize> = ty.get(2..).and_then(|n| n.parse().ok());
+    let declared = rows
+        .checked_mul(cols)
+        .and_then(|c| c.checked_mul(item.unwrap_or(1)));
+    let present = data_start.map_or(0, |d| bytes.len().saturating_sub(d));
+    if declared.is_none_or(|b| b > present) {
+        return Err(format!(
+            "{name}: truncated .npy data: the header declares {rows} × {cols} {ty} ({} bytes), the file holds {present}",
+            declared.map_or("more than 2^64".to_string(), |b| b.to_string())
+        ));
+    }
     let trunc = |e: std::io::Error| {
         format!("{name}: truncated or malformed .npy data ({rows} × {cols} {ty} expected): {e}")
     };
@@ -203,7 +223,7 @@ fn transpose(v: &[f32], cols: usize, rows: usize) -> Vec<f32> {
     out
 }
 
-fn parse_idx(b: &[u8], name: &str) -> Res<Matrix> {
+pub fn parse_idx(b: &[u8], name: &str) -> Res<Matrix> {
     let nd = b[3] as usize;
     let header = 4 + 4 * nd;
     if b.len() < header {
@@ -259,7 +279,7 @@ fn parse_idx(b: &[u8], name: &str) -> Res<Matrix> {
     Ok(Matrix { values, rows, cols })
 }
 
-fn parse_text(b: &[u8], name: &str, delim: Option<u8>) -> Res<Matrix> {
+pub fn parse_text(b: &[u8], name: &str, delim: Option<u8>) -> Res<Matrix> {
     let text = std::str::from_utf8(b)
         .map_err(|e| format!("{name}: not a .npy, IDX or UTF-8 text (CSV/TSV) file: {e}"))?;
     let delim = delim.unwrap_or_else(|| {
@@ -411,7 +431,13 @@ pub fn write_atomically(
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let err = |e: std::io::Error| format!("{}: cannot write: {e}", path.display());
+    // The OS error alone: the temporary file's random name would only confuse.
+    let err = |e: std::io::Error| {
+        let e = e
+            .raw_os_error()
+            .map_or(e, std::io::Error::from_raw_os_error);
+        format!("{}: cannot write: {e}", path.display())
+    };
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
     {
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());
@@ -468,8 +494,13 @@ pub fn check_writable(path: &Path, what: &str) -> Res<()> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if !dir.is_dir() {
+        let problem = if dir.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
         return Err(format!(
-            "{}: cannot write {what}: directory {} does not exist",
+            "{}: cannot write {what}: {} {problem}",
             path.display(),
             dir.display()
         ));

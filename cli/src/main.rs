@@ -1,11 +1,11 @@
 //! `ember`: neighbour embeddings from the command line. A thin frontend: it reads files,
 //! calls `ember-core`, and writes files. All numerics live in the core.
 
-mod io;
 mod plot;
 mod progress;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use ember_cli::io;
 use ember_core::MatRef;
 use ember_core::knn::Metric;
 use ember_core::ne::{NeGraph, NeLoss, NeParams, SgdSummary};
@@ -433,7 +433,7 @@ impl Loaded {
     fn matrix(&self) -> Res<MatRef<'_>> {
         let x = MatRef::dense(&self.data.values, self.data.rows, self.data.cols)
             .map_err(|e| format!("{}: {e}", self.src))?;
-        x.check_finite().map_err(|e| format!("{}: {e}", self.src))?;
+        x.check_values().map_err(|e| format!("{}: {e}", self.src))?;
         Ok(x)
     }
 
@@ -502,6 +502,7 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
         src,
     } = load(&a.io)?;
     let out_kind = io::OutputKind::from_path(&a.io.output)?;
+    io::check_writable(&a.io.output, "the output")?;
     if let Some(m) = &a.save_model {
         io::check_writable(m, "the model")?;
     }
@@ -559,7 +560,7 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
     }
     ember_core::affinity::check_perplexity(data.rows, a.perplexity)
         .map_err(|e| format!("{src}: {e}"))?;
-    x.check_finite().map_err(|e| format!("{src}: {e}"))?;
+    x.check_values().map_err(|e| format!("{src}: {e}"))?;
 
     let par = Threads::new(a.threads);
     let mut scratch = scratch_for(
@@ -649,6 +650,7 @@ fn run_umap(a: UmapArgs) -> Res<()> {
     let loaded = load(&c.io)?;
     let (data, src) = (&loaded.data, &loaded.src);
     let out_kind = io::OutputKind::from_path(&c.io.output)?;
+    io::check_writable(&c.io.output, "the output")?;
     if let Some(m) = &a.save_model {
         io::check_writable(m, "the model")?;
     }
@@ -752,6 +754,7 @@ fn run_ne(a: NeArgs) -> Res<()> {
         src,
     } = load(&c.io)?;
     let out_kind = io::OutputKind::from_path(&c.io.output)?;
+    io::check_writable(&c.io.output, "the output")?;
     let s_values = a.spectrum.clone().unwrap_or_else(|| vec![a.s]);
     if s_values.iter().any(|v| !v.is_finite()) {
         return Err("--spectrum: values must be finite numbers".into());
@@ -795,7 +798,7 @@ fn run_ne(a: NeArgs) -> Res<()> {
     params.validate().map_err(|e| e.to_string())?;
     params.check_n(n).map_err(|e| format!("{src}: {e}"))?;
     let x = MatRef::dense(&data.values, n, data.cols).map_err(|e| format!("{src}: {e}"))?;
-    x.check_finite().map_err(|e| format!("{src}: {e}"))?;
+    x.check_values().map_err(|e| format!("{src}: {e}"))?;
     let par = Threads::new(c.threads);
     let mut scratch = scratch_for(
         ember_core::ne::ne_scratch(n, data.cols, &params).bytes(),
@@ -930,6 +933,7 @@ fn run_icon(a: IconArgs) -> Res<()> {
     let loaded = load(&a.io)?;
     let (data, src) = (&loaded.data, &loaded.src);
     let out_kind = io::OutputKind::from_path(&a.io.output)?;
+    io::check_writable(&a.io.output, "the output")?;
     let params = IconParams {
         dims: a.dims,
         p: match a.p {
@@ -1008,9 +1012,9 @@ fn run_eval(a: EvalArgs) -> Res<()> {
     let par = Threads::new(a.threads);
     let xd = MatRef::dense(&data.values, data.rows, data.cols).map_err(|e| e.to_string())?;
     let xe = MatRef::dense(&emb.values, emb.rows, emb.cols).map_err(|e| e.to_string())?;
-    xd.check_finite()
+    xd.check_values()
         .map_err(|e| format!("{}: {e}", a.data.display()))?;
-    xe.check_finite()
+    xe.check_values()
         .map_err(|e| format!("{}: {e}", a.embedding.display()))?;
     let n = data.rows;
     if a.k == 0 || a.k >= n {
@@ -1051,6 +1055,7 @@ fn run_eval(a: EvalArgs) -> Res<()> {
 
 fn run_transform(a: TransformArgs) -> Res<()> {
     let out_kind = io::OutputKind::from_path(&a.output)?;
+    io::check_writable(&a.output, "the output")?;
     if let Some(p) = &a.plot {
         io::check_png_path(p)?;
     }
@@ -1077,7 +1082,7 @@ fn run_transform(a: TransformArgs) -> Res<()> {
         ));
     }
     let x = MatRef::dense(&data.values, data.rows, data.cols).map_err(|e| format!("{src}: {e}"))?;
-    x.check_finite().map_err(|e| format!("{src}: {e}"))?;
+    x.check_values().map_err(|e| format!("{src}: {e}"))?;
     let opts = ember_core::fitted::TransformOptions {
         perplexity: a.perplexity,
         neighbours: a.neighbors,

@@ -424,8 +424,8 @@ fn engine(
     )?;
     ensure(m >= 1 && n >= 1, "batch", "needs at least one row")?;
     ensure(!spec.same || m >= 2, "batch", "needs at least two rows")?;
-    a.check_finite()?;
-    b.check_finite()?;
+    a.check_values()?;
+    b.check_values()?;
     check_targets(spec, m, n)?;
     ensure_len(
         "scratch",
@@ -789,7 +789,7 @@ pub fn neighbourhood(
     if m < 2 {
         return Err(Error::TooFewPoints { n: m, min: 2 });
     }
-    x.check_finite()?;
+    x.check_values()?;
     match kind {
         Neighbourhood::Perplexity(p) => crate::affinity::check_perplexity(m, p)?,
         Neighbourhood::Knn(k) => ensure(k >= 1 && k < m, "k", "must satisfy 1 <= k <= N - 1")?,

@@ -35,6 +35,9 @@ pub enum Error {
     Cancelled,
     /// A vector of zero length where a direction is needed (cosine similarity).
     ZeroVector { row: usize },
+    /// Data whose squared distances overflow (`largest` above `limit`) or underflow single
+    /// precision.
+    Scale { largest: f32, limit: f32 },
     /// Bytes that are not a valid ember model file.
     BadModel { reason: &'static str },
     /// A model file whose length is not what its header declares.
@@ -79,6 +82,14 @@ impl fmt::Display for Error {
             Error::ZeroVector { row } => write!(
                 f,
                 "row {row} is a zero vector: its cosine similarity is undefined"
+            ),
+            Error::Scale { largest, limit } if largest > limit => write!(
+                f,
+                "values reach {largest:e}, above {limit:e}: their squared distances overflow single precision; rescale the data (neighbour embeddings do not depend on its scale)"
+            ),
+            Error::Scale { largest, .. } => write!(
+                f,
+                "the largest value is {largest:e}: squared distances underflow single precision; rescale the data (neighbour embeddings do not depend on its scale)"
             ),
             Error::OutOfMemory { bytes } => {
                 write!(f, "out of memory: could not allocate {bytes} bytes")

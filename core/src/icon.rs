@@ -114,7 +114,7 @@ pub fn icon_embed(
     if n < 3 {
         return Err(Error::TooFewPoints { n, min: 3 });
     }
-    x.check_finite()?;
+    x.check_values()?;
     let dims = params.dims;
     ensure_len("embedding", n * dims, y.len())?;
     ensure_len(

@@ -27,8 +27,17 @@ pub enum Kernel {
 const TASK_ROWS: usize = 64;
 /// Query rows between observer calls.
 const BATCH_ROWS: usize = 2048;
-/// Base rows per cache tile.
+/// Most base rows per cache tile.
 const TILE: usize = 256;
+/// Bytes of base rows per tile: small enough to stay in a core's L2 cache while every query
+/// group of a task streams over it.
+const TILE_BYTES: usize = 128 * 1024;
+
+/// Base rows per tile for `d` columns: even (pairs of rows never straddle tiles, so every
+/// distance is computed the same way whatever the tile), at most TILE.
+fn tile_rows(d: usize) -> usize {
+    (TILE_BYTES / (4 * d.max(1))).clamp(16, TILE) & !1
+}
 
 /// Length of the `norms` scratch for `exact_knn` (self) on `n` points.
 pub fn self_norms_len(n: usize) -> usize {
@@ -109,9 +118,20 @@ pub fn row_norms(x: MatRef, metric: Metric, out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
-/// As `exact_knn_query`, with the base set's `row_norms` computed beforehand; `query_norms`
-/// is scratch for the queries' (one per query row). Each query row's result depends on that
-/// row and the base set alone, not on the other queries.
+/// Base rows per block of the blocked query search.
+const QUERY_BLOCK_BASE: usize = 512;
+
+/// Scratch (f32 values) for `exact_knn_query_prepared` with `nq` queries: their norms and one
+/// similarity tile per task.
+pub fn query_prepared_scratch_len(nq: usize) -> usize {
+    nq + crate::parallel::chunk_count(nq, TASK_ROWS) * TASK_ROWS * QUERY_BLOCK_BASE
+}
+
+/// As `exact_knn_query`, for a fixed base set searched many times: the base's `row_norms` are
+/// computed once beforehand, and the dot products come in tiles from the dense product
+/// `gemm::a_bt` (fused multiply-add where the CPU has it). Each query row's result depends on
+/// that row and the base set alone, never on the other queries. `scratch`:
+/// `query_prepared_scratch_len(nq)` values.
 #[allow(clippy::too_many_arguments)]
 pub fn exact_knn_query_prepared(
     base: MatRef,
@@ -121,37 +141,88 @@ pub fn exact_knn_query_prepared(
     metric: Metric,
     par: &dyn Parallel,
     obs: &mut dyn Observer,
-    query_norms: &mut [f32],
+    scratch: &mut [f32],
     idx: &mut [u32],
     dist: &mut [f32],
 ) -> Result<()> {
+    let (nb, nq) = (base.rows(), queries.rows());
     ensure(
         base.cols() == queries.cols(),
         "queries",
         "column count differs from the base set",
     )?;
     ensure(
-        k >= 1 && k <= base.rows(),
+        k >= 1 && k <= nb,
         "k",
         "must satisfy 1 <= k <= number of base points",
     )?;
-    ensure_len("base norms", base.rows(), base_norms.len())?;
-    ensure_len("query norms", queries.rows(), query_norms.len())?;
-    fill_norms(queries, metric, Kernel::Simd, query_norms);
-    search(
-        base,
-        base_norms,
-        queries,
-        query_norms,
-        false,
-        k,
-        metric,
-        Kernel::Simd,
-        par,
-        obs,
-        idx,
-        dist,
-    )
+    ensure(nb <= u32::MAX as usize, "N", "more than 2^32 - 1 points")?;
+    ensure_len("base norms", nb, base_norms.len())?;
+    ensure_len("scratch", query_prepared_scratch_len(nq), scratch.len())?;
+    ensure_len("knn indices", nq * k, idx.len())?;
+    ensure_len("knn distances", nq * k, dist.len())?;
+    let (qnorms, tiles) = scratch.split_at_mut(nq);
+    fill_norms(queries, metric, Kernel::Simd, qnorms);
+    let qnorms = &*qnorms;
+    let tiles = crate::parallel::SharedMut::new(tiles);
+    let mut start = 0;
+    while start < nq {
+        let end = (start + BATCH_ROWS).min(nq);
+        let (bi, bd) = (&mut idx[start * k..end * k], &mut dist[start * k..end * k]);
+        for_row_chunks2(
+            par,
+            end - start,
+            TASK_ROWS,
+            bi,
+            k,
+            bd,
+            k,
+            &|_, first, count, ti, td| {
+                let q0 = start + first;
+                // Each task owns tile number (q0 / TASK_ROWS), disjoint from every other task's.
+                let t = q0 / TASK_ROWS;
+                let size = TASK_ROWS * QUERY_BLOCK_BASE;
+                // SAFETY: tiles of different tasks do not overlap (see above).
+                let tile = unsafe { tiles.range(t * size, (t + 1) * size) };
+                let q = queries.slice_rows(q0, count);
+                let mut lens = [0usize; TASK_ROWS];
+                let mut b0 = 0;
+                while b0 < nb {
+                    let bn = QUERY_BLOCK_BASE.min(nb - b0);
+                    let b = base.slice_rows(b0, bn);
+                    crate::gemm::a_bt(q, b, &crate::parallel::Serial, &mut tile[..count * bn]);
+                    for r in 0..count {
+                        let (hi, hd) = (&mut ti[r * k..(r + 1) * k], &mut td[r * k..(r + 1) * k]);
+                        for c in 0..bn {
+                            let j = b0 + c;
+                            let dd = to_distance(
+                                metric,
+                                tile[r * bn + c],
+                                qnorms[q0 + r],
+                                base_norms[j],
+                            );
+                            heap_push(hd, hi, &mut lens[r], dd, j as u32);
+                        }
+                    }
+                    b0 += bn;
+                }
+                for r in 0..count {
+                    heap_sort(&mut td[r * k..(r + 1) * k], &mut ti[r * k..(r + 1) * k]);
+                }
+            },
+        );
+        start = end;
+        let p = Progress {
+            stage: Stage::Knn,
+            done: end,
+            total: nq,
+            loss: None,
+        };
+        if obs.observe(&p) == Control::Stop {
+            return Err(Error::Cancelled);
+        }
+    }
+    Ok(())
 }
 
 fn fill_norms(x: MatRef, metric: Metric, kernel: Kernel, out: &mut [f32]) {
@@ -272,7 +343,7 @@ fn search_rows(
     let mut lens = [0usize; TASK_ROWS];
     let mut tile = 0;
     while tile < nb {
-        let tile_end = (tile + TILE).min(nb);
+        let tile_end = (tile + tile_rows(base.cols())).min(nb);
         for g in (0..count).step_by(4) {
             // Groups of four query rows; a short last group repeats its last row.
             let qi: [usize; 4] = core::array::from_fn(|r| q0 + (g + r).min(count - 1));

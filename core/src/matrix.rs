@@ -81,16 +81,45 @@ impl<'a> MatRef<'a> {
         &self.data[s..s + self.cols]
     }
 
-    /// The first non-finite entry, if any, as an error.
-    pub fn check_finite(&self) -> Result<()> {
+    /// Rows `start .. start + count` as a view.
+    pub fn slice_rows(&self, start: usize, count: usize) -> MatRef<'a> {
+        assert!(start + count <= self.rows, "rows out of range");
+        let s = start * self.stride;
+        let end = if count == 0 {
+            s
+        } else {
+            (start + count - 1) * self.stride + self.cols
+        };
+        MatRef {
+            data: &self.data[s..end],
+            rows: count,
+            cols: self.cols,
+            stride: self.stride,
+        }
+    }
+
+    /// The first non-finite entry, if any, as an error; and values whose squared distances
+    /// overflow single precision (the largest |value| above √(f32::MAX / 4D)) or underflow
+    /// it (every value below 1e-18 in magnitude, not all zero).
+    pub fn check_values(&self) -> Result<()> {
+        let mut largest = 0.0f32;
         for i in 0..self.rows {
-            if let Some(col) = self.row(i).iter().position(|v| !v.is_finite()) {
+            let row = self.row(i);
+            if let Some(col) = row.iter().position(|v| !v.is_finite()) {
                 return Err(Error::NonFinite { row: i, col });
             }
+            largest = row.iter().fold(largest, |m, v| m.max(v.abs()));
+        }
+        let limit = libm::sqrtf(f32::MAX / (4.0 * self.cols.max(1) as f32));
+        if largest > limit || (largest > 0.0 && largest < SMALLEST_SCALE) {
+            return Err(Error::Scale { largest, limit });
         }
         Ok(())
     }
 }
+
+/// Below this largest magnitude, squared distances underflow single precision.
+pub const SMALLEST_SCALE: f32 = 1e-18;
 
 /// A mutable row-major view with a row stride.
 #[derive(Debug)]
@@ -149,7 +178,7 @@ mod tests {
         ));
         let bad = [1.0, f32::NAN];
         assert_eq!(
-            MatRef::dense(&bad, 1, 2).unwrap().check_finite(),
+            MatRef::dense(&bad, 1, 2).unwrap().check_values(),
             Err(Error::NonFinite { row: 0, col: 1 })
         );
     }

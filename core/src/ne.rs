@@ -755,7 +755,7 @@ pub fn ne_spectrum(
     params.validate()?;
     let n = x.rows();
     params.check_n(n)?;
-    x.check_finite()?;
+    x.check_values()?;
     ensure(!s_values.is_empty(), "spectrum", "needs at least one value")?;
     if s_values.iter().any(|s| !s.is_finite()) {
         return Err(Error::InvalidParameter {

@@ -110,7 +110,7 @@ pub fn prepare(
     perm: &mut [u32],
 ) -> Result<()> {
     reference.validate()?;
-    reference.data.check_finite()?;
+    reference.data.check_values()?;
     let n = reference.rows();
     let (ln, lt, lp) = prepared_lens(n, reference.dims);
     ensure_len("norms", ln, norms.len())?;
@@ -266,7 +266,7 @@ pub fn transform_scratch(nq: usize, k: usize, reference: &Reference) -> ScratchS
     };
     ScratchSize::new()
         .plus::<f32>(reduced)
-        .plus::<f32>(nq) // query norms
+        .plus::<f32>(knn::query_prepared_scratch_len(nq))
         .plus::<u32>(nq * k)
         .plus::<f32>(nq * k)
 }
@@ -299,7 +299,7 @@ fn neighbours<'s>(
     )?;
     ensure_len("norms", n, prepared.norms.len())?;
     ensure_len("output", nq * reference.dims, out_len)?;
-    queries.check_finite()?;
+    queries.check_values()?;
     let needed = transform_scratch(nq, k, reference).bytes();
     ensure_len("scratch", needed, scratch.len())?;
     let mut s = Scratch::new(scratch);
@@ -314,7 +314,7 @@ fn neighbours<'s>(
         }
         None => queries,
     };
-    let qnorms = s.take::<f32>(nq, "query norms")?;
+    let qnorms = s.take::<f32>(knn::query_prepared_scratch_len(nq), "search scratch")?;
     let idx = s.take::<u32>(nq * k, "neighbour indices")?;
     let dist = s.take::<f32>(nq * k, "neighbour distances")?;
     enter(obs, Stage::Knn, nq)?;

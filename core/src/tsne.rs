@@ -249,7 +249,7 @@ pub fn tsne(
         return Err(Error::TooFewPoints { n, min: 2 });
     }
     affinity::check_perplexity(n, params.perplexity)?;
-    x.check_finite()?;
+    x.check_values()?;
     ensure_len("embedding", n * params.dims, y.len())?;
     ensure_len(
         "scratch",

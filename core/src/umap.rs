@@ -374,7 +374,7 @@ pub fn umap(
     params.validate()?;
     let n = x.rows();
     params.check_n(n)?;
-    x.check_finite()?;
+    x.check_values()?;
     ensure_len("embedding", n * params.dims, y.len())?;
     ensure_len(
         "scratch",

@@ -171,3 +171,21 @@ fn c_program_fits_saves_loads_and_transforms_models() {
     let report = compile_and_run_with("test_model", &[images, labels, dir]);
     assert!(report.contains("t-SNE: 10-NN accuracy") && report.contains("UMAP: 10-NN accuracy"));
 }
+
+/// ROBUSTNESS.md's C rows: every bad input gets its status and message, and the table there
+/// shows exactly what the library says (EMBER_PRINT_TABLE=1 prints the rows).
+#[test]
+fn c_bad_input_table_matches_robustness_md() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_api/bad_input");
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = compile_and_run_with("test_bad_input", &[dir]);
+    let doc = std::fs::read_to_string(root().join("ROBUSTNESS.md")).unwrap_or_default();
+    let rows: Vec<&str> = report.lines().filter(|l| l.starts_with("| ")).collect();
+    assert!(rows.len() >= 20, "{report}");
+    let missing: Vec<&str> = rows.iter().copied().filter(|r| !doc.contains(r)).collect();
+    assert!(
+        missing.is_empty(),
+        "ROBUSTNESS.md lacks these rows (observed now):\n{}",
+        missing.join("\n")
+    );
+}

@@ -36,7 +36,14 @@ fn dask_transform_equals_a_single_process_transform() {
             return skip("python3 -m venv failed");
         }
         let installed = Command::new(&python)
-            .args(["-m", "pip", "install", "-q", "dask[array,distributed]", "numpy"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "dask[array,distributed]",
+                "numpy",
+            ])
             .status()
             .is_ok_and(|s| s.success());
         if !installed || !ready(&python) {

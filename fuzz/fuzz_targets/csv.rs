@@ -1,0 +1,17 @@
+//! The CSV/TSV reader on arbitrary bytes (non-UTF-8, ragged rows, odd numbers): never
+//! panics; on success every row has the same number of finite-or-not values.
+#![no_main]
+use ember_cli::io::parse_text;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let (delim, body) = match data.first() {
+        Some(b) if b % 3 == 0 => (Some(b','), &data[1..]),
+        Some(b) if b % 3 == 1 => (Some(b'\t'), &data[1..]),
+        _ => (None, data),
+    };
+    if let Ok(m) = parse_text(body, "fuzz", delim) {
+        assert_eq!(m.values.len(), m.rows * m.cols);
+        assert!(m.cols >= 1 && m.rows >= 1);
+    }
+});
