@@ -104,7 +104,11 @@ fn shape_2d(shape: &[u64], name: &str) -> Res<(usize, usize)> {
     match *shape {
         [n] => Ok((n as usize, 1)),
         [n, d] => Ok((n as usize, d as usize)),
-        [n, ref rest @ ..] => Ok((n as usize, rest.iter().product::<u64>() as usize)),
+        [n, ref rest @ ..] => rest
+            .iter()
+            .try_fold(1u64, |a, &b| a.checked_mul(b))
+            .map(|c| (n as usize, c as usize))
+            .ok_or_else(|| format!("{name}: the declared shape overflows")),
         [] => Err(format!(
             "{name}: a 0-dimensional array is not a data matrix"
         )),
@@ -224,6 +228,9 @@ fn transpose(v: &[f32], cols: usize, rows: usize) -> Vec<f32> {
 }
 
 pub fn parse_idx(b: &[u8], name: &str) -> Res<Matrix> {
+    if b.len() < 4 {
+        return Err(format!("{name}: truncated IDX header"));
+    }
     let nd = b[3] as usize;
     let header = 4 + 4 * nd;
     if b.len() < header {
@@ -239,10 +246,10 @@ pub fn parse_idx(b: &[u8], name: &str) -> Res<Matrix> {
         0x0C | 0x0D => 4,
         _ => 8,
     };
-    let count = rows
+    let need = rows
         .checked_mul(cols)
+        .and_then(|c| c.checked_mul(size))
         .ok_or_else(|| format!("{name}: IDX dimensions overflow"))?;
-    let need = count * size;
     let body = &b[header..];
     if body.len() < need {
         return Err(format!(
@@ -527,4 +534,36 @@ pub fn read_model(path: &Path) -> Res<ember_core::fitted::FittedModel> {
     let bytes = read_file(path)?;
     ember_core::fitted::FittedModel::from_bytes(&bytes)
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (fuzz target idx): a header of 2^32 - 1 × 2^32 - 1 eight-byte values
+    /// overflowed the byte count.
+    #[test]
+    fn idx_dimensions_that_overflow_are_an_error() {
+        let mut b = vec![0u8, 0, 0x0E, 2];
+        b.extend(u32::MAX.to_be_bytes());
+        b.extend(u32::MAX.to_be_bytes());
+        let e = parse_idx(&b, "x").err().unwrap();
+        assert!(e.contains("overflow") || e.contains("truncated"), "{e}");
+    }
+
+    /// Regression (fuzz target idx): trailing dimensions whose product overflows.
+    #[test]
+    fn shapes_whose_product_overflows_are_an_error() {
+        let e = shape_2d(&[2, u64::MAX, 3], "x").err().unwrap();
+        assert!(e.contains("overflows"), "{e}");
+    }
+
+    /// Regression (fuzz target idx): fewer than four bytes read the type byte out of bounds.
+    #[test]
+    fn short_idx_input_is_an_error() {
+        for len in 0..4 {
+            let e = parse_idx(&[0u8, 0, 8, 1][..len], "x").err().unwrap();
+            assert!(e.contains("truncated IDX header"), "{e}");
+        }
+    }
 }

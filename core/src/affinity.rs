@@ -39,8 +39,32 @@ pub struct CsrRef<'a> {
 }
 
 impl CsrRef<'_> {
+    /// Checks the structure before anything indexes through it: `indptr` starts at 0, never
+    /// decreases and ends within `indices` and `values`, and every column is below `cols`.
+    pub fn check(&self, cols: usize) -> Result<()> {
+        let bad = |reason| {
+            Err(Error::InvalidParameter {
+                name: "sparse matrix",
+                reason,
+            })
+        };
+        let Some(&last) = self.indptr.last() else {
+            return bad("indptr is empty (it needs rows + 1 entries)");
+        };
+        if self.indptr[0] != 0 || self.indptr.windows(2).any(|w| w[1] < w[0]) {
+            return bad("indptr must start at 0 and never decrease");
+        }
+        if last > self.indices.len() || last > self.values.len() {
+            return bad("indptr points past the end of indices or values");
+        }
+        if self.indices[..last].iter().any(|&j| j as usize >= cols) {
+            return bad("a column index is out of range");
+        }
+        Ok(())
+    }
+
     pub fn rows(&self) -> usize {
-        self.indptr.len() - 1
+        self.indptr.len().saturating_sub(1)
     }
     pub fn nnz(&self) -> usize {
         self.indptr[self.rows()]
@@ -335,6 +359,41 @@ mod tests {
     use super::*;
     use crate::Rng;
     use crate::Serial;
+
+    /// Regression (fuzz target sgd_epoch): malformed CSR is refused before it is indexed.
+    #[test]
+    fn malformed_sparse_matrices_are_refused() {
+        let ok = CsrRef {
+            indptr: &[0, 1, 2],
+            indices: &[1, 0],
+            values: &[0.5, 0.5],
+        };
+        assert!(ok.check(2).is_ok());
+        let out_of_range = CsrRef {
+            indptr: &[0, 1, 2],
+            indices: &[1, 7],
+            values: &[0.5, 0.5],
+        };
+        assert!(out_of_range.check(2).is_err());
+        let decreasing = CsrRef {
+            indptr: &[0, 2, 1],
+            indices: &[1, 0],
+            values: &[0.5, 0.5],
+        };
+        assert!(decreasing.check(2).is_err());
+        let past_end = CsrRef {
+            indptr: &[0, 1, 5],
+            indices: &[1, 0],
+            values: &[0.5, 0.5],
+        };
+        assert!(past_end.check(2).is_err());
+        let empty = CsrRef {
+            indptr: &[],
+            indices: &[],
+            values: &[],
+        };
+        assert!(empty.check(2).is_err());
+    }
 
     fn row_entropy(p: &[f32]) -> f64 {
         -p.iter()

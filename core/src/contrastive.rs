@@ -328,6 +328,7 @@ fn check_targets(spec: &Spec, m: usize, n: usize) -> Result<()> {
         Targets::Diagonal => ensure(m <= n, "targets", "diagonal targets need m <= n"),
         Targets::SameLabel(l) => ensure_len("labels", m, l.len()),
         Targets::Sparse(csr) => {
+            csr.check(n)?;
             ensure(csr.rows() == m, "p", "needs one row per point")?;
             ensure_len("p indptr", m + 1, csr.indptr.len())?;
             let mut total = 0.0f64;
@@ -367,6 +368,10 @@ fn check_targets(spec: &Spec, m: usize, n: usize) -> Result<()> {
 
 /// Copies `x` into `out` (dense), normalised to unit rows (cosine) or centred at `centre`.
 /// Writes each row's norm (cosine) or squared norm (distances) into `norms`.
+/// Shortest vector cosine similarity accepts: shorter ones have no direction that single
+/// precision can carry (their gradient, which scales as 1/‖x‖, would overflow).
+pub const MIN_NORM: f64 = 1e-30;
+
 fn prepare(
     x: MatRef,
     sim: Similarity,
@@ -382,7 +387,8 @@ fn prepare(
             Similarity::Cosine { .. } => {
                 let n2: f64 = row.iter().map(|&v| v as f64 * v as f64).sum();
                 let norm = libm::sqrt(n2);
-                if norm <= 0.0 || !norm.is_finite() || (norm as f32) == 0.0 {
+                // Below MIN_NORM, 1/‖x‖ in the gradient overflows single precision.
+                if !(norm.is_finite() && norm >= MIN_NORM) {
                     return Err(Error::ZeroVector { row: i });
                 }
                 for (oc, &v) in o.iter_mut().zip(row) {

@@ -81,7 +81,7 @@ impl fmt::Display for Error {
             Error::Cancelled => write!(f, "cancelled by the progress observer"),
             Error::ZeroVector { row } => write!(
                 f,
-                "row {row} is a zero vector: its cosine similarity is undefined"
+                "row {row} is a zero vector (or shorter than 1e-30): its cosine similarity is undefined"
             ),
             Error::Scale { largest, limit } if largest > limit => write!(
                 f,

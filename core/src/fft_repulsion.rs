@@ -167,10 +167,17 @@ fn choose_grid(y: &[f32], n: usize, dims: usize, params: &FftParams) -> Result<G
     }
     // Pad so the largest coordinate falls inside the last interval.
     let extent = extent * (1.0 + 1e-4) + 1e-6;
+    ensure(
+        extent.is_finite(),
+        "embedding",
+        "its extent overflows single precision (the optimisation diverged?)",
+    )?;
     let p = params.nodes_per_interval;
+    let cap = params.max_len(dims);
     let wanted = params
         .min_intervals
-        .max(libm::ceilf(extent / params.interval_width) as usize);
+        .max(libm::ceilf(extent / params.interval_width) as usize)
+        .min(cap);
     // The next power of two at or above what openTSNE's rule asks for: intervals end up
     // between 0.5 and 1 times `interval_width` (coarser only when capped by the max size).
     let mut m = (2 * p * wanted).next_power_of_two();
@@ -416,6 +423,58 @@ mod tests {
     use super::*;
     use crate::gradient::repulsion_exact;
     use crate::{Rng, Serial};
+
+    /// Regression (fuzz target tsne_gradient): an embedding spanning ±3e38 overflowed the
+    /// grid size computation; now it is an error naming the embedding.
+    #[test]
+    fn an_embedding_of_overflowing_extent_is_refused() {
+        let params = FftParams {
+            max_fft_2d: 64,
+            ..FftParams::default()
+        };
+        let y = [-3e38f32, 0.0, 3e38, 1.0, 0.0, 2.0];
+        let mut scratch = std::vec![0u8; fft_scratch(2, &params).bytes()];
+        let (mut rep, mut partials) = (
+            [0.0f32; 6],
+            std::vec![0.0f64; crate::gradient::partials_len(3)],
+        );
+        let kernel = crate::gradient::OutputKernel::new(1.0).unwrap();
+        let r = repulsion_fft(
+            &y,
+            3,
+            2,
+            kernel,
+            &params,
+            &Serial,
+            &mut scratch,
+            &mut rep,
+            &mut partials,
+        );
+        assert!(
+            matches!(
+                r,
+                Err(Error::InvalidParameter {
+                    name: "embedding",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        // Large but finite extents are capped at the largest grid, not overflowed.
+        let y = [-1e30f32, 0.0, 1e30, 1.0, 0.0, 2.0];
+        let r = repulsion_fft(
+            &y,
+            3,
+            2,
+            kernel,
+            &params,
+            &Serial,
+            &mut scratch,
+            &mut rep,
+            &mut partials,
+        );
+        assert!(r.is_ok(), "{r:?}");
+    }
 
     fn rel(a: &[f32], b: &[f32]) -> f64 {
         let num: f64 = a

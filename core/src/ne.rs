@@ -322,6 +322,7 @@ pub fn optimize(
     scratch: &mut [u8],
     y: &mut [f32],
 ) -> Result<SgdSummary> {
+    graph.check(graph.rows())?;
     let n = graph.rows();
     params.validate(n)?;
     let dims = params.dims;
@@ -850,6 +851,42 @@ fn sq_dist(a: &[f32], b: &[f32], dims: usize) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (fuzz target sgd_epoch): an edge to a point that does not exist was an
+    /// index out of bounds inside the epoch; now the graph is refused up front.
+    #[test]
+    fn a_graph_with_an_out_of_range_edge_is_refused() {
+        let graph = CsrRef {
+            indptr: &[0, 1, 2, 3],
+            indices: &[1, 2, 200],
+            values: &[1.0, 1.0, 1.0],
+        };
+        let params = SgdParams {
+            negatives: 1,
+            epochs: 2,
+            ..SgdParams::default()
+        };
+        let mut y = [0.0f32, 1.0, 2.0, 0.5, 1.0, 1.5];
+        let mut scratch = std::vec![0u8; sgd_scratch(3, 3, 2).bytes()];
+        let r = optimize(
+            graph,
+            &params,
+            &crate::Serial,
+            &mut crate::Silent,
+            &mut scratch,
+            &mut y,
+        );
+        assert!(
+            matches!(
+                r,
+                Err(Error::InvalidParameter {
+                    name: "sparse matrix",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+    }
 
     /// The loss of one sample as a function of the positions (f64 finite differences).
     fn sample_loss(k: Kernel, pts: &[[f32; 2]]) -> f32 {

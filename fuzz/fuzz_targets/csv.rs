@@ -1,5 +1,6 @@
 //! The CSV/TSV reader on arbitrary bytes (non-UTF-8, ragged rows, odd numbers): never
-//! panics; on success every row has the same number of finite-or-not values.
+//! panics; on success the shape matches the values (an empty text is zero rows, which the
+//! caller refuses).
 #![no_main]
 use ember_cli::io::parse_text;
 use libfuzzer_sys::fuzz_target;
@@ -12,6 +13,5 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(m) = parse_text(body, "fuzz", delim) {
         assert_eq!(m.values.len(), m.rows * m.cols);
-        assert!(m.cols >= 1 && m.rows >= 1);
     }
 });

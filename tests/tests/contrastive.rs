@@ -551,4 +551,13 @@ fn threads_do_not_change_bits_and_zero_vectors_are_refused() {
     z[7 * k..8 * k].fill(0.0);
     let (l, _) = run(&z, 2);
     assert_eq!(l.unwrap_err(), ember_core::Error::ZeroVector { row: 7 });
+    // Regression (fuzz target contrastive): a row of subnormal length passed as non-zero and
+    // its gradient, which scales as 1/‖x‖, overflowed to infinity. It is refused now.
+    z[7 * k..8 * k].fill(0.0);
+    z[7 * k] = 9.24e-41;
+    let (l, _) = run(&z, 2);
+    assert_eq!(l.unwrap_err(), ember_core::Error::ZeroVector { row: 7 });
+    z[7 * k] = 1e-20;
+    let (l, g) = run(&z, 2);
+    assert!(l.unwrap().is_finite() && g.iter().all(|v| v.is_finite()));
 }
