@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# A fuzzing campaign: every target for SECONDS each, JOBS targets at a time, with the
+# limits CI uses. Prints one line per target (seconds, executions, crashes) for ROBUSTNESS.md.
+#   fuzz/campaign.sh [SECONDS] [JOBS]        (defaults 360 and 2)
+# Crash inputs land in fuzz/artifacts/TARGET/; the corpora grow in fuzz/corpus/TARGET/.
+set -euo pipefail
+cd "$(dirname "$0")"
+secs=${1:-360}
+jobs=${2:-2}
+cargo +nightly fuzz build >/dev/null
+logs=$(mktemp -d)
+run() {
+  local t=$1
+  cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 \
+    -malloc_limit_mb=1024 -print_final_stats=1 > "$logs/$t.log" 2>&1 || true
+  local execs crashes
+  execs=$(awk '/stat::number_of_executed_units:/ {print $2}' "$logs/$t.log")
+  crashes=$(ls "artifacts/$t" 2>/dev/null | grep -c '^crash-' || true)
+  echo "| \`$t\` | $secs | ${execs:-?} | $crashes |"
+}
+export -f run
+export secs logs
+cargo +nightly fuzz list | xargs -P "$jobs" -I{} bash -c 'run {}'
