@@ -1663,13 +1663,23 @@ pub unsafe extern "C" fn ember_knn_index_query(
 /// thread is using.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_knn_index_free(index: *mut *mut ember_knn_index) {
-    if index.is_null() {
+    // SAFETY: the caller's promise above is `free_handle`'s.
+    unsafe { free_handle(index) }
+}
+
+/// Frees the boxed handle `*handle` and sets it to NULL; NULL or `*handle` NULL does nothing.
+///
+/// # Safety
+/// `handle` NULL, or pointing to NULL or to a pointer from `Box::into_raw` that no one else
+/// uses or frees.
+unsafe fn free_handle<T>(handle: *mut *mut T) {
+    if handle.is_null() {
         return;
     }
-    // SAFETY: the caller promised a pointer to NULL or to a live index it owns.
-    let p = unsafe { std::mem::replace(&mut *index, std::ptr::null_mut()) };
+    // SAFETY: the caller promised a pointer to NULL or to a live handle it owns.
+    let p = unsafe { std::mem::replace(&mut *handle, std::ptr::null_mut()) };
     if !p.is_null() {
-        // SAFETY: made by Box::into_raw in ember_knn_index_new and not yet freed.
+        // SAFETY: made by Box::into_raw and not yet freed (the caller's promise).
         drop(unsafe { Box::from_raw(p) });
     }
 }
@@ -2281,15 +2291,8 @@ pub unsafe extern "C" fn ember_model_load(
 /// `model` NULL, or pointing to NULL or to a model no other thread is using.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ember_model_free(model: *mut *mut ember_model) {
-    if model.is_null() {
-        return;
-    }
-    // SAFETY: the caller promised a pointer to NULL or to a live model it owns.
-    let p = unsafe { std::mem::replace(&mut *model, std::ptr::null_mut()) };
-    if !p.is_null() {
-        // SAFETY: made by Box::into_raw in store_model and not yet freed.
-        drop(unsafe { Box::from_raw(p) });
-    }
+    // SAFETY: the caller's promise above is `free_handle`'s.
+    unsafe { free_handle(model) }
 }
 
 /// A static, human-readable description of a status code.

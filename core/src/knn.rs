@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result, ensure, ensure_len};
 use crate::matrix::MatRef;
-use crate::observer::{Control, Observer, Progress, Stage};
+use crate::observer::{Observer, Stage};
 use crate::parallel::{Parallel, for_row_chunks2};
 use crate::simd;
 
@@ -212,15 +212,7 @@ pub fn exact_knn_query_prepared(
             },
         );
         start = end;
-        let p = Progress {
-            stage: Stage::Knn,
-            done: end,
-            total: nq,
-            loss: None,
-        };
-        if obs.observe(&p) == Control::Stop {
-            return Err(Error::Cancelled);
-        }
+        crate::observer::report(obs, Stage::Knn, end, nq)?;
     }
     Ok(())
 }
@@ -310,15 +302,7 @@ fn search(
             },
         );
         start = end;
-        let p = Progress {
-            stage: Stage::Knn,
-            done: end,
-            total: nq,
-            loss: None,
-        };
-        if obs.observe(&p) == Control::Stop {
-            return Err(Error::Cancelled);
-        }
+        crate::observer::report(obs, Stage::Knn, end, nq)?;
     }
     Ok(())
 }

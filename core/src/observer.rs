@@ -47,9 +47,20 @@ impl<F: FnMut(&Progress) -> Control> Observer for F {
 
 /// Tells the observer a stage begins (done = 0); `Err(Cancelled)` if it says stop.
 pub(crate) fn enter(obs: &mut dyn Observer, stage: Stage, total: usize) -> crate::Result<()> {
+    report(obs, stage, 0, total)
+}
+
+/// Tells the observer `done` of `total` steps of `stage` are done (no loss); `Err(Cancelled)`
+/// if it asks to stop.
+pub(crate) fn report(
+    obs: &mut dyn Observer,
+    stage: Stage,
+    done: usize,
+    total: usize,
+) -> crate::Result<()> {
     match obs.observe(&Progress {
         stage,
-        done: 0,
+        done,
         total,
         loss: None,
     }) {

@@ -14,7 +14,7 @@ use crate::gradient::{OutputKernel, sq_dist};
 use crate::knn::{self, Metric};
 use crate::matrix::MatRef;
 use crate::ne::{self, CLIP, Kernel, MAX_DIMS, MAX_NEGATIVES};
-use crate::observer::{Control, Observer, Progress, Stage, enter};
+use crate::observer::{Observer, Stage, enter};
 use crate::parallel::{Parallel, for_row_chunks};
 use crate::project;
 use crate::rng::Rng;
@@ -359,15 +359,7 @@ fn place_all(
             },
         );
         start = end;
-        let p = Progress {
-            stage: Stage::Optimize,
-            done: end,
-            total: nq,
-            loss: None,
-        };
-        if obs.observe(&p) == Control::Stop {
-            return Err(Error::Cancelled);
-        }
+        crate::observer::report(obs, Stage::Optimize, end, nq)?;
     }
     Ok(())
 }
@@ -429,13 +421,7 @@ fn place_tsne(
     y: &mut [f32],
 ) {
     let dims = reference.dims;
-    let emb = reference.embedding;
-    let row = |j: usize| &emb[j * dims..(j + 1) * dims];
-    for (&j, &w) in nb.iter().zip(pw) {
-        for (a, v) in y.iter_mut().enumerate() {
-            *v += w * row(j as usize)[a];
-        }
-    }
+    weighted_mean(reference, nb, pw, y);
     let mut update = [0.0f32; MAX_DIMS];
     let mut gains = [1.0f32; MAX_DIMS];
     let mut grad = [0.0f32; MAX_DIMS];
@@ -466,6 +452,24 @@ fn place_tsne(
             };
             update[a] = params.momentum * update[a] - params.learning_rate * gains[a] * g;
             y[a] += update[a];
+        }
+    }
+}
+
+/// `y` = the `w`-weighted mean of the neighbours' positions (the plain mean if every weight
+/// is 0); `y` starts at zero.
+fn weighted_mean(reference: &Reference, nb: &[u32], w: &[f32], y: &mut [f32]) {
+    let dims = reference.dims;
+    let total: f32 = w.iter().sum();
+    for (&j, &wj) in nb.iter().zip(w) {
+        let c = if total > 0.0 {
+            wj / total
+        } else {
+            1.0 / nb.len() as f32
+        };
+        let e = &reference.embedding[j as usize * dims..(j as usize + 1) * dims];
+        for (v, &ea) in y.iter_mut().zip(e) {
+            *v += c * ea;
         }
     }
 }
@@ -594,17 +598,7 @@ fn place_umap(
     let (n, dims) = (reference.rows(), reference.dims);
     let emb = reference.embedding;
     let row = |j: usize| &emb[j * dims..(j + 1) * dims];
-    let total: f32 = w.iter().sum();
-    for (&j, &wj) in nb.iter().zip(w) {
-        let c = if total > 0.0 {
-            wj / total
-        } else {
-            1.0 / nb.len() as f32
-        };
-        for (a, v) in y.iter_mut().enumerate() {
-            *v += c * row(j as usize)[a];
-        }
-    }
+    weighted_mean(reference, nb, w, y);
     let kernel = Kernel::Umap {
         a: params.a,
         b: params.b,
