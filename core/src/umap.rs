@@ -302,6 +302,7 @@ impl UmapParams {
     fn sgd(&self, n: usize, a: f32, b: f32) -> SgdParams {
         SgdParams {
             loss: Loss::Umap { a, b },
+            dims: self.dims,
             epochs: if self.epochs == 0 {
                 default_epochs(n)
             } else {

@@ -352,3 +352,33 @@ fn bad_parameters_are_refused_with_their_names() {
     });
     assert!(e.contains("neighbors"), "{e}");
 }
+
+/// Regression (fuzz target capi): UMAP's SGD ran with two output dimensions whatever `dims`
+/// said, and panicked for any other value. Every dimension from 1 to 4 now gives a finite
+/// embedding of its own shape.
+#[test]
+fn umap_embeds_in_one_to_four_dimensions() {
+    let (x, _) = mnist(400);
+    let xm = MatRef::dense(&x, 400, 784).unwrap();
+    for dims in 1..=4 {
+        let p = UmapParams {
+            dims,
+            epochs: 30,
+            ..UmapParams::default()
+        };
+        let mut scratch = vec![0u8; umap::umap_scratch(400, 784, &p).bytes()];
+        let mut y = vec![0.0f32; 400 * dims];
+        umap::umap(xm, &p, &Threads::new(2), &mut Silent, &mut scratch, &mut y).unwrap();
+        assert!(y.iter().all(|v| v.is_finite()), "dims {dims}");
+        let spread = |a: usize| {
+            let (lo, hi) = (0..400).fold((f32::MAX, f32::MIN), |(l, h), i| {
+                (l.min(y[i * dims + a]), h.max(y[i * dims + a]))
+            });
+            hi - lo
+        };
+        assert!(
+            (0..dims).all(|a| spread(a) > 1.0),
+            "dims {dims}: a collapsed axis"
+        );
+    }
+}
