@@ -208,7 +208,8 @@ pub fn parse_npy(bytes: &[u8], name: &str) -> Res<Matrix> {
             values.len()
         ));
     }
-    let values = if fortran && cols > 1 {
+    // (With no rows there is nothing to reorder; a declared (0, 2^62) must not loop 2^62 times.)
+    let values = if fortran && cols > 1 && rows > 0 {
         transpose(&values, cols, rows)
     } else {
         values
@@ -549,6 +550,27 @@ mod tests {
         b.extend(u32::MAX.to_be_bytes());
         let e = parse_idx(&b, "x").err().unwrap();
         assert!(e.contains("overflow") || e.contains("truncated"), "{e}");
+    }
+
+    /// A Fortran-order header of shape (0, 2^62) needs no bytes, so it passes the size check;
+    /// it must not cost a pass over 2^62 columns (suspected, not shown, in the npy fuzzing
+    /// stall that ROBUSTNESS.md reports).
+    #[test]
+    fn an_empty_fortran_array_with_huge_columns_returns_at_once() {
+        let mut header =
+            "{'descr': '<f4', 'fortran_order': True, 'shape': (0, 4611686018427387904), }"
+                .to_string();
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend((header.len() as u16).to_le_bytes());
+        b.extend(header.as_bytes());
+        let t = std::time::Instant::now();
+        let m = parse_npy(&b, "x");
+        assert!(t.elapsed().as_secs() < 1);
+        assert!(m.map(|m| m.values.is_empty()).unwrap_or(true));
     }
 
     /// Regression (fuzz target idx): trailing dimensions whose product overflows.
