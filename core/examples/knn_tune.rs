@@ -1,8 +1,11 @@
 //! Tuning aid for the approximate kNN: `cargo run --release -p ember-core --features std
 //! --example knn_tune -- FILE.f32 DIM K TREES MAX_CANDIDATES [LEAF]`. Reads raw little-endian
 //! f32 rows, times NN-descent, and estimates recall@K on 1000 query points by exact search.
+//! PROJ=r and POOL=p in the environment search in an r-dimensional projection with p
+//! candidates per point (`neighbours::search`).
 use ember_core::knn::{Kernel, Metric, exact_knn_query};
-use ember_core::nndescent::{NnDescentParams, nn_descent, nn_descent_scratch};
+use ember_core::neighbours::{KnnMethod, search, search_scratch};
+use ember_core::nndescent::NnDescentParams;
 use ember_core::threads::Threads;
 use ember_core::{MatRef, Silent};
 
@@ -22,10 +25,13 @@ fn main() {
         max_candidates: a[5].parse().unwrap(),
         leaf_size: a.get(6).map(|v| v.parse().unwrap()).unwrap_or(0),
         max_rounds: a.get(7).map(|v| v.parse().unwrap()).unwrap_or(12),
+        projection: env("PROJ"),
+        pool: env("POOL"),
         ..Default::default()
     };
     let par = Threads::new(0);
-    let mut sc = vec![0u8; nn_descent_scratch(n, d, k, Metric::SqEuclidean, &p).bytes()];
+    let (metric, method) = (Metric::SqEuclidean, KnnMethod::Approx);
+    let mut sc = vec![0u8; search_scratch(n, d, k, metric, method, &p).bytes()];
     let (mut idx, mut dist) = (vec![0u32; n * k], vec![0.0; n * k]);
     let t = std::time::Instant::now();
     let t0 = std::time::Instant::now();
@@ -33,16 +39,8 @@ fn main() {
         eprintln!("  round {} at {:.2} s", pr.done, t0.elapsed().as_secs_f64());
         ember_core::Control::Continue
     };
-    nn_descent(
-        m,
-        k,
-        Metric::SqEuclidean,
-        &p,
-        &par,
-        &mut obs,
-        &mut sc,
-        &mut idx,
-        &mut dist,
+    search(
+        m, k, metric, method, &p, &par, &mut obs, &mut sc, &mut idx, &mut dist,
     )
     .unwrap();
     let secs = t.elapsed().as_secs_f64();
@@ -86,4 +84,8 @@ fn main() {
         p.leaf_size,
         hits as f64 / (q * k) as f64
     );
+}
+
+fn env(name: &str) -> usize {
+    std::env::var(name).map_or(0, |v| v.parse().unwrap())
 }

@@ -289,32 +289,41 @@ pub fn repulsion_fft(
     }
     key.copy_from_slice(&wanted_key);
 
-    // Spread each charge onto its own half-grid (one task per charge: no write conflicts).
+    // Spread the charges: task c fills complex grid c (charge 2c in its real part, 2c + 1 in
+    // its imaginary part), so the interpolation weights are computed once per point and task.
     let (gr, gi) = (SharedMut::new(qr), SharedMut::new(qi));
-    par.run(2 * ng, &|c| {
-        let part = if c % 2 == 0 { &gr } else { &gi };
-        // SAFETY: task c alone owns component c % 2 of grid c / 2.
-        let g = unsafe { part.range((c / 2) * cells, (c / 2 + 1) * cells) };
-        g.fill(0.0);
-        if c >= nc {
-            return;
-        }
+    par.run(ng, &|c| {
+        // SAFETY: task c alone owns grid c (both parts).
+        let (g0, g1) = unsafe {
+            (
+                gr.range(c * cells, (c + 1) * cells),
+                gi.range(c * cells, (c + 1) * cells),
+            )
+        };
+        g0.fill(0.0);
+        g1.fill(0.0);
+        let (c0, c1) = (2 * c, 2 * c + 1);
+        let has_second = c1 < nc;
         let (mut wx, mut wy) = ([0.0f32; MAX_NODES], [0.0f32; MAX_NODES]);
         for i in 0..n {
             let yi = &y[i * dims..(i + 1) * dims];
-            let q = charge(c, yi);
+            let q0 = charge(c0, yi);
+            let q1 = if has_second { charge(c1, yi) } else { 0.0 };
             let bx = grid.locate(yi[0], 0, &mut wx);
             if dims == 1 {
                 for k in 0..grid.p {
-                    g[bx + k] += q * wx[k];
+                    g0[bx + k] += q0 * wx[k];
+                    g1[bx + k] += q1 * wx[k];
                 }
             } else {
                 let by = grid.locate(yi[1], 1, &mut wy);
                 for k in 0..grid.p {
-                    let row = &mut g[(bx + k) * m + by..(bx + k) * m + by + grid.p];
-                    let qk = q * wx[k];
+                    let at = (bx + k) * m + by;
+                    let (r0, r1) = (&mut g0[at..at + grid.p], &mut g1[at..at + grid.p]);
+                    let (a0, a1) = (q0 * wx[k], q1 * wx[k]);
                     for l in 0..grid.p {
-                        row[l] += qk * wy[l];
+                        r0[l] += a0 * wy[l];
+                        r1[l] += a1 * wy[l];
                     }
                 }
             }

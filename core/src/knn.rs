@@ -217,7 +217,7 @@ pub fn exact_knn_query_prepared(
     Ok(())
 }
 
-fn fill_norms(x: MatRef, metric: Metric, kernel: Kernel, out: &mut [f32]) {
+pub(crate) fn fill_norms(x: MatRef, metric: Metric, kernel: Kernel, out: &mut [f32]) {
     for (i, o) in out.iter_mut().enumerate() {
         let r = x.row(i);
         let sq = match kernel {
@@ -232,7 +232,7 @@ fn fill_norms(x: MatRef, metric: Metric, kernel: Kernel, out: &mut [f32]) {
 }
 
 #[inline(always)]
-fn to_distance(metric: Metric, dot: f32, nq: f32, nb: f32) -> f32 {
+pub(crate) fn to_distance(metric: Metric, dot: f32, nq: f32, nb: f32) -> f32 {
     let d = match metric {
         Metric::SqEuclidean => {
             let d = (nq + nb) - 2.0 * dot;

@@ -25,7 +25,7 @@
 
 use crate::affinity::CsrRef;
 use crate::error::{Error, Result, ensure, ensure_len};
-use crate::fastmath::pow_positive;
+use crate::fastmath::{pow_positive, pow_positive_x8};
 use crate::observer::{Control, Observer, Progress, Stage, enter};
 use crate::parallel::{Parallel, SharedMut, chunk_count};
 use crate::rng::Rng;
@@ -139,6 +139,41 @@ pub(crate) fn negative(k: Kernel, d2: f32, want_loss: bool) -> (f32, f32, f32) {
             (-b * w / (UMAP_EPS + d2), loss, 0.0)
         }
         Kernel::InfoNce { .. } => (0.0, 0.0, 0.0),
+    }
+}
+
+/// `negative(Umap { a, b }, d2, false).0` for every distance, eight at a time: the same
+/// operations lane by lane, so the same bits (tested).
+fn umap_negative_coefs(a: f32, b: f32, d2: &[f32], coef: &mut [f32]) {
+    use wide::f32x8;
+    let (va, vb, one) = (f32x8::splat(a), f32x8::splat(b), f32x8::ONE);
+    for (dc, cc) in d2.chunks(8).zip(coef.chunks_mut(8)) {
+        let mut lanes = [1.0f32; 8];
+        lanes[..dc.len()].copy_from_slice(dc);
+        let x = f32x8::from(lanes);
+        let positive = x.simd_gt(f32x8::ZERO);
+        // Zero lanes go through the power as 1 and are then masked to 0.
+        let d2b = positive.blend(pow_positive_x8(positive.blend(x, one), b), f32x8::ZERO);
+        let w = one / (one + va * d2b);
+        let c = (-vb * w / (f32x8::splat(UMAP_EPS) + x)).to_array();
+        cc.copy_from_slice(&c[..dc.len()]);
+    }
+}
+
+/// `negative(Neg { c }, d2, false).0` for every distance, eight at a time (same bits).
+fn neg_negative_coefs(c: f32, d2: &[f32], coef: &mut [f32]) {
+    use wide::f32x8;
+    let (vc, one) = (f32x8::splat(c), f32x8::ONE);
+    for (dc, cc) in d2.chunks(8).zip(coef.chunks_mut(8)) {
+        let mut lanes = [0.0f32; 8];
+        lanes[..dc.len()].copy_from_slice(dc);
+        let x = f32x8::from(lanes);
+        let phi = one / (one + x);
+        let xi = one / (one + vc * (one + x));
+        let one_minus = vc * (one + x) * xi;
+        let keep = one_minus.simd_ge(f32x8::splat(CLAMP_LOW));
+        let v = keep.blend(-phi * xi, f32x8::ZERO).to_array();
+        cc.copy_from_slice(&v[..dc.len()]);
     }
 }
 
@@ -507,6 +542,14 @@ fn epoch_rows<const D: usize>(
                     let (c, l) =
                         info_nce_terms(inv_iota, d2_pos, &d2_neg[..used], &mut coef_neg[..used]);
                     (c, if want_loss { l } else { 0.0 }, 0.0)
+                }
+                Kernel::Neg { c } if !want_loss => {
+                    neg_negative_coefs(c, &d2_neg[..used], &mut coef_neg[..used]);
+                    (positive(k, d2_pos, false).0, 0.0, 0.0)
+                }
+                Kernel::Umap { a, b } if !want_loss => {
+                    umap_negative_coefs(a, b, &d2_neg[..used], &mut coef_neg[..used]);
+                    (positive(k, d2_pos, false).0, 0.0, 0.0)
                 }
                 _ => {
                     let (cp, mut loss, mut dz) = positive(k, d2_pos, want_loss);
@@ -980,6 +1023,33 @@ mod tests {
         let h = 1e-3;
         let fd = (f(logc + h) - f(logc - h)) / (2.0 * h);
         assert!((fd - dz as f64).abs() < 1e-3, "fd {fd} analytic {dz}");
+    }
+
+    #[test]
+    fn negatives_in_eight_lanes_match_the_scalar_twin() {
+        let mut r = crate::Rng::new(3);
+        let d2: Vec<f32> = (0..203)
+            .map(|i| {
+                if i % 17 == 0 {
+                    0.0
+                } else {
+                    (r.uniform() * 50.0) as f32
+                }
+            })
+            .collect();
+        let mut got = vec![0.0f32; d2.len()];
+        umap_negative_coefs(1.577, 0.895, &d2, &mut got);
+        for (g, &d) in got.iter().zip(&d2) {
+            let want = negative(Kernel::Umap { a: 1.577, b: 0.895 }, d, false).0;
+            assert_eq!(g.to_bits(), want.to_bits(), "d2 {d}");
+        }
+        for c in [1e-9f32, 1e-3, 0.5, 30.0] {
+            neg_negative_coefs(c, &d2, &mut got);
+            for (g, &d) in got.iter().zip(&d2) {
+                let want = negative(Kernel::Neg { c }, d, false).0;
+                assert_eq!(g.to_bits(), want.to_bits(), "c {c} d2 {d}");
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@ use crate::matrix::MatRef;
 use crate::nndescent::{self, NnDescentParams};
 use crate::observer::{Observer, Stage, enter};
 use crate::parallel::Parallel;
+use crate::parallel::{SharedMut, chunk_count};
+use crate::project;
 use crate::scratch::{Scratch, ScratchSize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,9 +46,149 @@ pub fn search_scratch(
     let s = ScratchSize::new().plus::<f32>(knn::self_norms_len(n));
     match method.resolve(n) {
         KnnMethod::Exact => s,
+        _ if projects(d, nnd) => s.plus::<u8>(projected_scratch(n, d, k, nnd).bytes()),
         _ => s.plus::<u8>(nndescent::nn_descent_scratch(n, d, k, metric, nnd).bytes()),
     }
 }
+
+/// Candidates per point the projected search keeps for `k` neighbours when `pool` is 0.
+pub fn default_pool(k: usize) -> usize {
+    2 * k
+}
+
+/// Whether the approximate search on `d` columns runs in a projection.
+fn projects(d: usize, nnd: &NnDescentParams) -> bool {
+    nnd.projection > 0 && d >= 2 * nnd.projection
+}
+
+fn pool_size(n: usize, k: usize, nnd: &NnDescentParams) -> usize {
+    let p = if nnd.pool == 0 {
+        default_pool(k)
+    } else {
+        nnd.pool
+    };
+    p.max(k).min(n.saturating_sub(1))
+}
+
+fn projected_scratch(n: usize, d: usize, k: usize, nnd: &NnDescentParams) -> ScratchSize {
+    let (r, pool) = (nnd.projection, pool_size(n, k, nnd));
+    ScratchSize::new()
+        .plus::<f32>(r * d) // basis
+        .plus::<f32>(n * r) // projected rows
+        .plus::<u32>(n * pool)
+        .plus::<f32>(n * pool)
+        .plus::<u32>(n) // visiting order
+        .plus::<u8>(n) // visited flags
+        .plus::<u8>(
+            project::subspace_scratch(n, d, r)
+                .max(nndescent::nn_descent_scratch(
+                    n,
+                    r,
+                    pool,
+                    Metric::SqEuclidean,
+                    nnd,
+                ))
+                .bytes(),
+        )
+}
+
+/// Approximate search in the dominant `nnd.projection`-dimensional subspace (where distances
+/// are cheap, and never longer than the full ones), then the `pool` candidates of each point
+/// ranked by their full distances under `metric`. For cosine, the projected rows are scaled
+/// to the projections of unit vectors.
+#[allow(clippy::too_many_arguments)]
+fn projected_search(
+    x: MatRef,
+    k: usize,
+    metric: Metric,
+    nnd: &NnDescentParams,
+    par: &dyn Parallel,
+    obs: &mut dyn Observer,
+    norms: &mut [f32],
+    scratch: &mut [u8],
+    idx: &mut [u32],
+    dist: &mut [f32],
+) -> Result<()> {
+    let (n, d, r) = (x.rows(), x.cols(), nnd.projection);
+    let pool = pool_size(n, k, nnd);
+    let mut st = Scratch::new(scratch);
+    let basis = st.take::<f32>(r * d, "projection basis")?;
+    let z = st.take::<f32>(n * r, "projected rows")?;
+    let pidx = st.take::<u32>(n * pool, "candidate indices")?;
+    let pdist = st.take::<f32>(n * pool, "candidate distances")?;
+    let order = st.take::<u32>(n, "visiting order")?;
+    let visited = st.take::<u8>(n, "visited flags")?;
+    let rest = st.rest_mut();
+    project::dominant_subspace(x, r, nnd.seed, par, rest, basis)?;
+    project::project(x, basis, r, par, z)?;
+    knn::fill_norms(x, metric, Kernel::Simd, norms);
+    if metric == Metric::Cosine {
+        for (zi, &nv) in z.chunks_exact_mut(r).zip(norms.iter()) {
+            let inv = if nv > 0.0 { 1.0 / nv } else { 0.0 };
+            zi.iter_mut().for_each(|v| *v *= inv);
+        }
+    }
+    let zm = MatRef::dense(z, n, r)?;
+    nndescent::nn_descent(
+        zm,
+        pool,
+        Metric::SqEuclidean,
+        nnd,
+        par,
+        obs,
+        rest,
+        pidx,
+        pdist,
+    )?;
+    breadth_first_order(pidx, pool, visited, order);
+    let (pidx, norms, order) = (&*pidx, &*norms, &*order);
+    let (si, sd) = (SharedMut::new(idx), SharedMut::new(dist));
+    par.run(chunk_count(n, RERANK_ROWS), &|t| {
+        for &i in &order[t * RERANK_ROWS..((t + 1) * RERANK_ROWS).min(n)] {
+            let i = i as usize;
+            // SAFETY: `order` is a permutation, so row i belongs to this task alone.
+            let (ri, rd) = unsafe { (si.range(i * k, (i + 1) * k), sd.range(i * k, (i + 1) * k)) };
+            let mut len = 0;
+            for &j in &pidx[i * pool..(i + 1) * pool] {
+                let dot = crate::simd::dot(x.row(i), x.row(j as usize));
+                let dd = knn::to_distance(metric, dot, norms[i], norms[j as usize]);
+                knn::heap_push(rd, ri, &mut len, dd, j);
+            }
+            knn::heap_sort(rd, ri);
+        }
+    });
+    Ok(())
+}
+
+/// A breadth-first order of the graph (`width` neighbours per row): consecutive points
+/// share most of their neighbours, so ranking in this order finds their rows in cache.
+fn breadth_first_order(nbrs: &[u32], width: usize, visited: &mut [u8], order: &mut [u32]) {
+    let n = order.len();
+    visited.fill(0);
+    let (mut head, mut tail) = (0, 0);
+    for start in 0..n {
+        if visited[start] != 0 {
+            continue;
+        }
+        visited[start] = 1;
+        order[tail] = start as u32;
+        tail += 1;
+        while head < tail {
+            let i = order[head] as usize;
+            head += 1;
+            for &j in &nbrs[i * width..(i + 1) * width] {
+                if visited[j as usize] == 0 {
+                    visited[j as usize] = 1;
+                    order[tail] = j;
+                    tail += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Points per parallel task when ranking candidates by full distances.
+const RERANK_ROWS: usize = 32;
 
 /// The `k` nearest neighbours of every row of `x` (`idx`, `dist`: `n*k`). Distances are those
 /// of `metric` (squared for Euclidean). `nnd.seed` seeds the approximate search.
@@ -68,6 +210,13 @@ pub fn search(
     let norms = st.take::<f32>(knn::self_norms_len(n), "knn norms")?;
     match method.resolve(n) {
         KnnMethod::Exact => knn::exact_knn(x, k, metric, Kernel::Simd, par, obs, norms, idx, dist),
+        _ if projects(x.cols(), nnd) => {
+            let sc = st.take::<u8>(
+                projected_scratch(n, x.cols(), k, nnd).bytes(),
+                "projected search",
+            )?;
+            projected_search(x, k, metric, nnd, par, obs, norms, sc, idx, dist)
+        }
         _ => {
             let sc = st.take::<u8>(
                 nndescent::nn_descent_scratch(n, x.cols(), k, metric, nnd).bytes(),

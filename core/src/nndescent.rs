@@ -29,6 +29,12 @@ pub struct NnDescentParams {
     /// Stop when a round changes fewer than delta · N · k heap entries.
     pub delta: f32,
     pub seed: u64,
+    /// Search in the data's dominant subspace of this many dimensions, then rank each point's
+    /// `pool` candidates by their full distances (`neighbours::search`); 0 searches the raw
+    /// rows. Used only when the data has at least twice as many columns.
+    pub projection: usize,
+    /// Candidates per point kept by the projected search (0 = `default_pool(k)`).
+    pub pool: usize,
 }
 
 impl Default for NnDescentParams {
@@ -40,6 +46,8 @@ impl Default for NnDescentParams {
             max_rounds: 4,
             delta: 0.001,
             seed: 42,
+            projection: 0,
+            pool: 0,
         }
     }
 }
@@ -48,6 +56,62 @@ impl Default for NnDescentParams {
 const TASK_ROWS: usize = 128;
 /// Points per wave of the local join.
 const WAVE: usize = 1024;
+/// Parallel tasks of one wave.
+const MAX_WAVE_TASKS: usize = WAVE.div_ceil(TASK_ROWS);
+/// Fixed row ranges that apply heap updates in parallel.
+const APPLY_PARTS: usize = 4;
+
+/// Applies `segs` in order: each update offers b to a's heap and a to b's. Every part of the
+/// rows scans all updates and applies those for its rows, so each heap sees its updates in
+/// the same order whatever the thread count. Returns how many heaps changed.
+fn apply_updates(
+    par: &dyn Parallel,
+    segs: &[&[Update]],
+    idx: &mut [u32],
+    dist: &mut [f32],
+    flags: &mut [u8],
+    lens: &mut [u32],
+    k: usize,
+) -> usize {
+    let n = lens.len();
+    let part = n.div_ceil(APPLY_PARTS).max(1);
+    let changed = core::sync::atomic::AtomicUsize::new(0);
+    let (si, sd, sf, sl) = (
+        SharedMut::new(idx),
+        SharedMut::new(dist),
+        SharedMut::new(flags),
+        SharedMut::new(lens),
+    );
+    par.run(APPLY_PARTS, &|t| {
+        let (lo, hi) = ((t * part).min(n), ((t + 1) * part).min(n));
+        if lo == hi {
+            return;
+        }
+        // SAFETY: part t alone touches rows lo..hi of every heap array.
+        let (ix, dv, fl, ln) = unsafe {
+            (
+                si.range(lo * k, hi * k),
+                sd.range(lo * k, hi * k),
+                sf.range(lo * k, hi * k),
+                sl.range(lo, hi),
+            )
+        };
+        let mut count = 0;
+        for seg in segs {
+            for u in seg.iter() {
+                let (a, b) = (u.a as usize, u.b as usize);
+                if u.sides & TO_A != 0 && (lo..hi).contains(&a) {
+                    count += row_heap(ix, dv, fl, ln, k, a - lo).push(u.d, u.b) as usize;
+                }
+                if u.sides & TO_B != 0 && (lo..hi).contains(&b) {
+                    count += row_heap(ix, dv, fl, ln, k, b - lo).push(u.d, u.a) as usize;
+                }
+            }
+        }
+        changed.fetch_add(count, core::sync::atomic::Ordering::Relaxed);
+    });
+    changed.into_inner()
+}
 
 /// Candidate pairs one point can contribute per round: new×new/2 + new×old.
 fn pairs_per_point(mc: usize) -> usize {
@@ -111,7 +175,12 @@ struct Update {
     a: u32,
     b: u32,
     d: f32,
+    /// Which heaps receive it: TO_A (b joins a's), TO_B (a joins b's), or both.
+    sides: u32,
 }
+
+const TO_A: u32 = 1;
+const TO_B: u32 = 2;
 // SAFETY: plain u32/f32 fields.
 unsafe impl crate::scratch::Pod for Update {}
 
@@ -137,6 +206,18 @@ struct Heap<'a> {
     len: &'a mut u32,
 }
 
+/// Whether `ix` holds `j`: blocks of 16 compared without early exit, which vectorises.
+#[inline(always)]
+fn holds(ix: &[u32], j: u32) -> bool {
+    let mut blocks = ix.chunks_exact(16);
+    for b in &mut blocks {
+        if b.iter().fold(false, |acc, &v| acc | (v == j)) {
+            return true;
+        }
+    }
+    blocks.remainder().contains(&j)
+}
+
 #[inline(always)]
 fn less(da: f32, ia: u32, db: f32, ib: u32) -> bool {
     da < db || (da == db && ia < ib)
@@ -150,7 +231,7 @@ impl Heap<'_> {
         if len == k && !less(dv, j, self.d[0], self.ix[0]) {
             return false;
         }
-        if self.ix[..len].contains(&j) {
+        if holds(&self.ix[..len], j) {
             return false;
         }
         if len < k {
@@ -334,15 +415,14 @@ pub fn nn_descent(
                             a: pa,
                             b: pb,
                             d: space.dist(pa as usize, pb as usize),
+                            sides: TO_A | TO_B,
                         };
                         w += 1;
                     }
                 }
             });
-            for u in &updates[..offs[l1 - l0] as usize] {
-                row_heap(idx, dist, flags, lens, k, u.a as usize).push(u.d, u.b);
-                row_heap(idx, dist, flags, lens, k, u.b as usize).push(u.d, u.a);
-            }
+            let segs = [&updates[..offs[l1 - l0] as usize]];
+            apply_updates(par, &segs, idx, dist, flags, lens, k);
             l0 = l1;
         }
     }
@@ -387,8 +467,12 @@ pub fn nn_descent(
                                         continue;
                                     }
                                     let dv = space.dist(a as usize, b as usize);
-                                    if dv < threshold(a as usize) || dv < threshold(b as usize) {
-                                        out[used] = Update { a, b, d: dv };
+                                    // A heap's worst distance only falls, so a pair
+                                    // refused here would be refused when applied.
+                                    let sides = if dv < threshold(a as usize) { TO_A } else { 0 }
+                                        | if dv < threshold(b as usize) { TO_B } else { 0 };
+                                    if sides != 0 {
+                                        out[used] = Update { a, b, d: dv, sides };
                                         used += 1;
                                     }
                                 }
@@ -399,15 +483,12 @@ pub fn nn_descent(
                     },
                 );
             }
+            let mut segs: heapless::Vec<&[Update], MAX_WAVE_TASKS> = heapless::Vec::new();
             for t in 0..tasks {
                 let base = t * TASK_ROWS * ppp;
-                for u in &updates[base..base + chunk_updates[t] as usize] {
-                    changed +=
-                        row_heap(idx, dist, flags, lens, k, u.a as usize).push(u.d, u.b) as usize;
-                    changed +=
-                        row_heap(idx, dist, flags, lens, k, u.b as usize).push(u.d, u.a) as usize;
-                }
+                let _ = segs.push(&updates[base..base + chunk_updates[t] as usize]);
             }
+            changed += apply_updates(par, &segs, idx, dist, flags, lens, k);
         }
         let p = Progress {
             stage: Stage::Knn,
