@@ -9,6 +9,7 @@ use ember_cli::io;
 use ember_core::MatRef;
 use ember_core::knn::Metric;
 use ember_core::ne::{NeGraph, NeLoss, NeParams, SgdSummary};
+use ember_core::nndescent::Projection;
 use ember_core::threads::Threads;
 use ember_core::tsne::{Init, KnnMethod, Repulsion, TsneParams};
 use ember_core::umap::{InitUsed, UmapInit, UmapParams};
@@ -163,6 +164,11 @@ struct TsneArgs {
     /// (exact up to 5000 points).
     #[arg(long, value_enum, default_value = "auto")]
     knn: KnnArg,
+    /// Approximate search in an N-dimensional dominant subspace of data with at least 2N
+    /// columns, candidates then ranked by their full distances: a number, "off", or "auto"
+    /// (64 dimensions for up to 32 neighbours, else off).
+    #[arg(long, default_value = "auto", value_parser = parse_projection)]
+    knn_projection: Projection,
     /// Reduce the data to its N-dimensional dominant (principal) subspace first; 0 = off.
     /// Faster neighbour search on wide data at some cost in neighbourhood fidelity.
     #[arg(long, default_value_t = 0)]
@@ -213,6 +219,11 @@ struct Common {
     /// (exact up to 5000 points).
     #[arg(long, value_enum, default_value = "auto")]
     knn: KnnArg,
+    /// Approximate search in an N-dimensional dominant subspace of data with at least 2N
+    /// columns, candidates then ranked by their full distances: a number, "off", or "auto"
+    /// (64 dimensions for up to 32 neighbours, else off).
+    #[arg(long, default_value = "auto", value_parser = parse_projection)]
+    knn_projection: Projection,
     /// SGD epochs (0 = 500 up to 10 000 points, 200 above).
     #[arg(long, default_value_t = 0)]
     epochs: usize,
@@ -527,6 +538,7 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
             KnnArg::Auto => KnnMethod::Auto,
         },
         pca: a.pca,
+        nn_descent: nn_descent(a.knn_projection),
         early_iters: a.early_iters,
         iters: a.iters,
         exaggeration: a.exaggeration,
@@ -624,6 +636,24 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
     Ok(())
 }
 
+fn parse_projection(s: &str) -> Result<Projection, String> {
+    match s {
+        "auto" => Ok(Projection::Auto),
+        "off" | "0" => Ok(Projection::Off),
+        v => v
+            .parse::<usize>()
+            .map(Projection::Dims)
+            .map_err(|_| format!("expected a number of dimensions, 'off' or 'auto', got '{v}'")),
+    }
+}
+
+fn nn_descent(projection: Projection) -> ember_core::nndescent::NnDescentParams {
+    ember_core::nndescent::NnDescentParams {
+        projection,
+        ..Default::default()
+    }
+}
+
 fn knn_method(k: KnnArg) -> KnnMethod {
     match k {
         KnnArg::Exact => KnnMethod::Exact,
@@ -664,6 +694,7 @@ fn run_umap(a: UmapArgs) -> Res<()> {
         learning_rate: c.learning_rate,
         metric: c.metric.into(),
         knn: knn_method(c.knn),
+        nn_descent: nn_descent(c.knn_projection),
         init: a.init.into(),
         seed: c.seed,
         ..UmapParams::default()
@@ -790,6 +821,7 @@ fn run_ne(a: NeArgs) -> Res<()> {
         learning_rate: c.learning_rate,
         metric: c.metric.into(),
         knn: knn_method(c.knn),
+        nn_descent: nn_descent(c.knn_projection),
         init: a.init.into(),
         seed: c.seed,
         ..NeParams::default()

@@ -5,7 +5,7 @@
 //! candidates per point (`neighbours::search`).
 use ember_core::knn::{Kernel, Metric, exact_knn_query};
 use ember_core::neighbours::{KnnMethod, search, search_scratch};
-use ember_core::nndescent::NnDescentParams;
+use ember_core::nndescent::{NnDescentParams, Projection};
 use ember_core::threads::Threads;
 use ember_core::{MatRef, Silent};
 
@@ -25,7 +25,10 @@ fn main() {
         max_candidates: a[5].parse().unwrap(),
         leaf_size: a.get(6).map(|v| v.parse().unwrap()).unwrap_or(0),
         max_rounds: a.get(7).map(|v| v.parse().unwrap()).unwrap_or(12),
-        projection: env("PROJ"),
+        projection: match env("PROJ") {
+            0 => Projection::Off,
+            r => Projection::Dims(r),
+        },
         pool: env("POOL"),
         ..Default::default()
     };

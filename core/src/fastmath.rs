@@ -67,8 +67,8 @@ pub fn log2_fast_x8(x: f32x8) -> f32x8 {
     let e = f32x8::from(bits.map(|b| (((b >> 23) & 0xff) as i32 - 127) as f32));
     let m = f32x8::from(bits.map(|b| f32::from_bits((b & 0x007f_ffff) | 0x3f80_0000)));
     let big = m.simd_gt(f32x8::splat(core::f32::consts::SQRT_2));
-    let m = big.blend(m * f32x8::splat(0.5), m);
-    let e = big.blend(e + f32x8::ONE, e);
+    let m = big.select(m * f32x8::splat(0.5), m);
+    let e = big.select(e + f32x8::ONE, e);
     let one = f32x8::ONE;
     let t = (m - one) / (m + one);
     let t2 = t * t;
@@ -100,8 +100,8 @@ pub fn exp2_fast_x8(y: f32x8) -> f32x8 {
             .map(|v| f32::from_bits(((v as i32 + 127) as u32) << 23)),
     );
     let r = p * scale;
-    let r = hi.blend(c(f32::INFINITY), r);
-    lo.blend(f32x8::ZERO, r)
+    let r = hi.select(c(f32::INFINITY), r);
+    lo.select(f32x8::ZERO, r)
 }
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ fn umap_negative_coefs(a: f32, b: f32, d2: &[f32], coef: &mut [f32]) {
         let x = f32x8::from(lanes);
         let positive = x.simd_gt(f32x8::ZERO);
         // Zero lanes go through the power as 1 and are then masked to 0.
-        let d2b = positive.blend(pow_positive_x8(positive.blend(x, one), b), f32x8::ZERO);
+        let d2b = positive.select(pow_positive_x8(positive.select(x, one), b), f32x8::ZERO);
         let w = one / (one + va * d2b);
         let c = (-vb * w / (f32x8::splat(UMAP_EPS) + x)).to_array();
         cc.copy_from_slice(&c[..dc.len()]);
@@ -172,7 +172,7 @@ fn neg_negative_coefs(c: f32, d2: &[f32], coef: &mut [f32]) {
         let xi = one / (one + vc * (one + x));
         let one_minus = vc * (one + x) * xi;
         let keep = one_minus.simd_ge(f32x8::splat(CLAMP_LOW));
-        let v = keep.blend(-phi * xi, f32x8::ZERO).to_array();
+        let v = keep.select(-phi * xi, f32x8::ZERO).to_array();
         cc.copy_from_slice(&v[..dc.len()]);
     }
 }

@@ -46,19 +46,16 @@ pub fn search_scratch(
     let s = ScratchSize::new().plus::<f32>(knn::self_norms_len(n));
     match method.resolve(n) {
         KnnMethod::Exact => s,
-        _ if projects(d, nnd) => s.plus::<u8>(projected_scratch(n, d, k, nnd).bytes()),
-        _ => s.plus::<u8>(nndescent::nn_descent_scratch(n, d, k, metric, nnd).bytes()),
+        _ => match nnd.projection.dims(d, k) {
+            Some(r) => s.plus::<u8>(projected_scratch(n, d, k, r, nnd).bytes()),
+            None => s.plus::<u8>(nndescent::nn_descent_scratch(n, d, k, metric, nnd).bytes()),
+        },
     }
 }
 
 /// Candidates per point the projected search keeps for `k` neighbours when `pool` is 0.
 pub fn default_pool(k: usize) -> usize {
     2 * k
-}
-
-/// Whether the approximate search on `d` columns runs in a projection.
-fn projects(d: usize, nnd: &NnDescentParams) -> bool {
-    nnd.projection > 0 && d >= 2 * nnd.projection
 }
 
 fn pool_size(n: usize, k: usize, nnd: &NnDescentParams) -> usize {
@@ -70,8 +67,8 @@ fn pool_size(n: usize, k: usize, nnd: &NnDescentParams) -> usize {
     p.max(k).min(n.saturating_sub(1))
 }
 
-fn projected_scratch(n: usize, d: usize, k: usize, nnd: &NnDescentParams) -> ScratchSize {
-    let (r, pool) = (nnd.projection, pool_size(n, k, nnd));
+fn projected_scratch(n: usize, d: usize, k: usize, r: usize, nnd: &NnDescentParams) -> ScratchSize {
+    let pool = pool_size(n, k, nnd);
     ScratchSize::new()
         .plus::<f32>(r * d) // basis
         .plus::<f32>(n * r) // projected rows
@@ -92,7 +89,7 @@ fn projected_scratch(n: usize, d: usize, k: usize, nnd: &NnDescentParams) -> Scr
         )
 }
 
-/// Approximate search in the dominant `nnd.projection`-dimensional subspace (where distances
+/// Approximate search in the dominant `r`-dimensional subspace (where distances
 /// are cheap, and never longer than the full ones), then the `pool` candidates of each point
 /// ranked by their full distances under `metric`. For cosine, the projected rows are scaled
 /// to the projections of unit vectors.
@@ -100,6 +97,7 @@ fn projected_scratch(n: usize, d: usize, k: usize, nnd: &NnDescentParams) -> Scr
 fn projected_search(
     x: MatRef,
     k: usize,
+    r: usize,
     metric: Metric,
     nnd: &NnDescentParams,
     par: &dyn Parallel,
@@ -109,7 +107,7 @@ fn projected_search(
     idx: &mut [u32],
     dist: &mut [f32],
 ) -> Result<()> {
-    let (n, d, r) = (x.rows(), x.cols(), nnd.projection);
+    let (n, d) = (x.rows(), x.cols());
     let pool = pool_size(n, k, nnd);
     let mut st = Scratch::new(scratch);
     let basis = st.take::<f32>(r * d, "projection basis")?;
@@ -210,12 +208,13 @@ pub fn search(
     let norms = st.take::<f32>(knn::self_norms_len(n), "knn norms")?;
     match method.resolve(n) {
         KnnMethod::Exact => knn::exact_knn(x, k, metric, Kernel::Simd, par, obs, norms, idx, dist),
-        _ if projects(x.cols(), nnd) => {
+        _ if nnd.projection.dims(x.cols(), k).is_some() => {
+            let r = nnd.projection.dims(x.cols(), k).unwrap_or(0);
             let sc = st.take::<u8>(
-                projected_scratch(n, x.cols(), k, nnd).bytes(),
+                projected_scratch(n, x.cols(), k, r, nnd).bytes(),
                 "projected search",
             )?;
-            projected_search(x, k, metric, nnd, par, obs, norms, sc, idx, dist)
+            projected_search(x, k, r, metric, nnd, par, obs, norms, sc, idx, dist)
         }
         _ => {
             let sc = st.take::<u8>(

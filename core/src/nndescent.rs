@@ -29,10 +29,9 @@ pub struct NnDescentParams {
     /// Stop when a round changes fewer than delta · N · k heap entries.
     pub delta: f32,
     pub seed: u64,
-    /// Search in the data's dominant subspace of this many dimensions, then rank each point's
-    /// `pool` candidates by their full distances (`neighbours::search`); 0 searches the raw
-    /// rows. Used only when the data has at least twice as many columns.
-    pub projection: usize,
+    /// Whether to search in the data's dominant subspace and then rank each point's `pool`
+    /// candidates by their full distances (`neighbours::search`).
+    pub projection: Projection,
     /// Candidates per point kept by the projected search (0 = `default_pool(k)`).
     pub pool: usize,
 }
@@ -46,9 +45,39 @@ impl Default for NnDescentParams {
             max_rounds: 4,
             delta: 0.001,
             seed: 42,
-            projection: 0,
+            projection: Projection::Auto,
             pool: 0,
         }
+    }
+}
+
+/// Where the approximate search runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Projection {
+    /// On the full rows.
+    Off,
+    /// In a projection of this many dimensions, when the data has at least twice as many.
+    Dims(usize),
+    /// `Dims(AUTO_PROJECTION_DIMS)` for up to `AUTO_PROJECTION_MAX_K` neighbours, else `Off`.
+    /// Measured on MNIST-70k (784-D, 2 cores): k = 14 takes 4.2 s at recall 0.984 projected
+    /// against 5.3–5.9 s at 0.975 on the full rows; k = 90 reaches only 0.933 projected
+    /// (pool 180) against 0.961 on the full rows in about the same time.
+    Auto,
+}
+
+pub const AUTO_PROJECTION_DIMS: usize = 64;
+pub const AUTO_PROJECTION_MAX_K: usize = 32;
+
+impl Projection {
+    /// Dimensions of the projected search for `k` neighbours of `d`-column rows, if any.
+    pub fn dims(self, d: usize, k: usize) -> Option<usize> {
+        let r = match self {
+            Projection::Off => return None,
+            Projection::Dims(r) => r,
+            Projection::Auto if k <= AUTO_PROJECTION_MAX_K => AUTO_PROJECTION_DIMS,
+            Projection::Auto => return None,
+        };
+        (r > 0 && d >= 2 * r).then_some(r)
     }
 }
 
@@ -193,7 +222,8 @@ struct Space<'a> {
 impl Space<'_> {
     #[inline(always)]
     fn dist(&self, a: usize, b: usize) -> f32 {
-        let d = self.norms[a] + self.norms[b] - 2.0 * simd::dot(self.x.row(a), self.x.row(b));
+        let d =
+            self.norms[a] + self.norms[b] - 2.0 * simd::dot_unrolled(self.x.row(a), self.x.row(b));
         if d > 0.0 { d } else { 0.0 }
     }
 }

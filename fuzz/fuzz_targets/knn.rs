@@ -1,10 +1,11 @@
 //! Exact and approximate kNN on arbitrary small matrices (NaN/Inf, duplicates and zero rows
 //! included): never panics; every neighbour index is in range and never the row itself;
-//! on finite data the exact distances ascend and approximate search succeeds too.
+//! on finite data the exact distances ascend and approximate search succeeds too, and the
+//! projected search's (full, ranked) distances ascend as well.
 #![no_main]
 use ember_core::knn::Metric;
 use ember_core::neighbours::{KnnMethod, search, search_scratch};
-use ember_core::nndescent::NnDescentParams;
+use ember_core::nndescent::{NnDescentParams, Projection};
 use ember_core::{MatRef, Serial, Silent};
 use libfuzzer_sys::fuzz_target;
 
@@ -28,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
     let k = 1 + data[3] as usize % (n - 1);
     let x = MatRef::dense(&values[..n * d], n, d).unwrap();
     let finite = values[..n * d].iter().all(|v| v.is_finite());
-    let nnd = NnDescentParams { seed: data[2] as u64, ..Default::default() };
+    // Sometimes the projected search: NN-descent in a subspace of up to d/2 dimensions.
+    let r = (data[2] >> 1) as usize % (d / 2 + 1);
+    let projection = if r == 0 { Projection::Off } else { Projection::Dims(r) };
+    let nnd = NnDescentParams { seed: data[2] as u64, projection, ..Default::default() };
+    let projected = method == KnnMethod::Approx && projection.dims(d, k).is_some();
     let mut scratch = vec![0u8; search_scratch(n, d, k, metric, method, &nnd).bytes()];
     let (mut idx, mut dist) = (vec![0u32; n * k], vec![0.0f32; n * k]);
     let r = search(x, k, metric, method, &nnd, &Serial, &mut Silent, &mut scratch, &mut idx, &mut dist);
@@ -39,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
         for i in 0..n {
             let row = &idx[i * k..(i + 1) * k];
             assert!(row.iter().all(|&j| (j as usize) < n && j as usize != i), "row {i}: {row:?}");
-            if finite && method == KnnMethod::Exact {
+            if finite && (method == KnnMethod::Exact || projected) {
                 let dr = &dist[i * k..(i + 1) * k];
                 assert!(dr.windows(2).all(|w| w[0] <= w[1]), "row {i} not ascending: {dr:?}");
             }
