@@ -166,7 +166,7 @@ struct TsneArgs {
     knn: KnnArg,
     /// Approximate search in an N-dimensional dominant subspace of data with at least 2N
     /// columns, candidates then ranked by their full distances: a number, "off", or "auto"
-    /// (64 dimensions for up to 32 neighbours, else off).
+    /// (64).
     #[arg(long, default_value = "auto", value_parser = parse_projection)]
     knn_projection: Projection,
     /// Reduce the data to its N-dimensional dominant (principal) subspace first; 0 = off.
@@ -221,7 +221,7 @@ struct Common {
     knn: KnnArg,
     /// Approximate search in an N-dimensional dominant subspace of data with at least 2N
     /// columns, candidates then ranked by their full distances: a number, "off", or "auto"
-    /// (64 dimensions for up to 32 neighbours, else off).
+    /// (64).
     #[arg(long, default_value = "auto", value_parser = parse_projection)]
     knn_projection: Projection,
     /// SGD epochs (0 = 500 up to 10 000 points, 200 above).
@@ -697,7 +697,6 @@ fn run_umap(a: UmapArgs) -> Res<()> {
         nn_descent: nn_descent(c.knn_projection),
         init: a.init.into(),
         seed: c.seed,
-        ..UmapParams::default()
     };
     let n = data.rows;
     params.validate().map_err(|e| e.to_string())?;

@@ -46,7 +46,7 @@ pub fn search_scratch(
     let s = ScratchSize::new().plus::<f32>(knn::self_norms_len(n));
     match method.resolve(n) {
         KnnMethod::Exact => s,
-        _ => match nnd.projection.dims(d, k) {
+        _ => match nnd.projection.dims(d) {
             Some(r) => s.plus::<u8>(projected_scratch(n, d, k, r, nnd).bytes()),
             None => s.plus::<u8>(nndescent::nn_descent_scratch(n, d, k, metric, nnd).bytes()),
         },
@@ -208,8 +208,8 @@ pub fn search(
     let norms = st.take::<f32>(knn::self_norms_len(n), "knn norms")?;
     match method.resolve(n) {
         KnnMethod::Exact => knn::exact_knn(x, k, metric, Kernel::Simd, par, obs, norms, idx, dist),
-        _ if nnd.projection.dims(x.cols(), k).is_some() => {
-            let r = nnd.projection.dims(x.cols(), k).unwrap_or(0);
+        _ if nnd.projection.dims(x.cols()).is_some() => {
+            let r = nnd.projection.dims(x.cols()).unwrap_or(0);
             let sc = st.take::<u8>(
                 projected_scratch(n, x.cols(), k, r, nnd).bytes(),
                 "projected search",

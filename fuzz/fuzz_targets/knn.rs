@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let r = (data[2] >> 1) as usize % (d / 2 + 1);
     let projection = if r == 0 { Projection::Off } else { Projection::Dims(r) };
     let nnd = NnDescentParams { seed: data[2] as u64, projection, ..Default::default() };
-    let projected = method == KnnMethod::Approx && projection.dims(d, k).is_some();
+    let projected = method == KnnMethod::Approx && projection.dims(d).is_some();
     let mut scratch = vec![0u8; search_scratch(n, d, k, metric, method, &nnd).bytes()];
     let (mut idx, mut dist) = (vec![0u32; n * k], vec![0.0f32; n * k]);
     let r = search(x, k, metric, method, &nnd, &Serial, &mut Silent, &mut scratch, &mut idx, &mut dist);
