@@ -6,11 +6,14 @@
 use ember_core::affinity::{self, CsrRef};
 use ember_core::fft_repulsion::FftParams;
 use ember_core::gradient::{self, OutputKernel, RepulsionMethod};
-use ember_core::knn::{Kernel, Metric, exact_knn_query};
+use ember_core::knn::Metric;
 use ember_core::neighbours::{KnnMethod, search, search_scratch};
 use ember_core::threads::Threads;
 use ember_core::tsne::TsneParams;
 use ember_core::{MatRef, Rng, Silent};
+
+#[path = "common/recall.rs"]
+mod common;
 use std::time::Instant;
 
 fn main() {
@@ -47,7 +50,7 @@ fn main() {
     .unwrap();
     let knn_ms = ms(t);
     drop(sc);
-    let recall = recall(m, &idx, k, &par);
+    let recall = common::recall(m, &idx, k, 200, &par);
     row(
         "kNN (approximate)",
         format!("k = {k}, recall@{k} {recall:.3}"),
@@ -194,39 +197,4 @@ fn load(source: &str) -> (Vec<f32>, usize, usize, String) {
             .into_owned();
         (x, n, d, name)
     }
-}
-
-/// Recall of the approximate lists on 200 evenly spaced rows, against exact search.
-fn recall(m: MatRef, idx: &[u32], k: usize, par: &Threads) -> f64 {
-    let (n, d) = (m.rows(), m.cols());
-    let q = 200.min(n);
-    let step = n / q;
-    let qx: Vec<f32> = (0..q).flat_map(|i| m.row(i * step).to_vec()).collect();
-    let qm = MatRef::dense(&qx, q, d).unwrap();
-    let mut norms = vec![0.0; n + q];
-    let (mut ei, mut ed) = (vec![0u32; q * (k + 1)], vec![0f32; q * (k + 1)]);
-    exact_knn_query(
-        m,
-        qm,
-        k + 1,
-        Metric::SqEuclidean,
-        Kernel::Simd,
-        par,
-        &mut Silent,
-        &mut norms,
-        &mut ei,
-        &mut ed,
-    )
-    .unwrap();
-    let mut hits = 0;
-    for i in 0..q {
-        let found = &idx[i * step * k..(i * step + 1) * k];
-        hits += ei[i * (k + 1)..(i + 1) * (k + 1)]
-            .iter()
-            .filter(|&&j| j as usize != i * step)
-            .take(k)
-            .filter(|j| found.contains(j))
-            .count();
-    }
-    hits as f64 / (q * k) as f64
 }

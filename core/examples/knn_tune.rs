@@ -3,11 +3,14 @@
 //! f32 rows, times NN-descent, and estimates recall@K on 1000 query points by exact search.
 //! PROJ=r and POOL=p in the environment search in an r-dimensional projection with p
 //! candidates per point (`neighbours::search`).
-use ember_core::knn::{Kernel, Metric, exact_knn_query};
+use ember_core::MatRef;
+use ember_core::knn::Metric;
 use ember_core::neighbours::{KnnMethod, search, search_scratch};
 use ember_core::nndescent::{NnDescentParams, Projection};
 use ember_core::threads::Threads;
-use ember_core::{MatRef, Silent};
+
+#[path = "common/recall.rs"]
+mod common;
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
@@ -47,45 +50,12 @@ fn main() {
     )
     .unwrap();
     let secs = t.elapsed().as_secs_f64();
-    let q = 1000;
-    let step = n / q;
-    let qx: Vec<f32> = (0..q).flat_map(|i| m.row(i * step).to_vec()).collect();
-    let qm = MatRef::dense(&qx, q, d).unwrap();
-    let (mut norms, mut ei, mut ed) = (
-        vec![0.0; n + q],
-        vec![0u32; q * (k + 1)],
-        vec![0.0; q * (k + 1)],
-    );
-    exact_knn_query(
-        m,
-        qm,
-        k + 1,
-        Metric::SqEuclidean,
-        Kernel::Simd,
-        &par,
-        &mut Silent,
-        &mut norms,
-        &mut ei,
-        &mut ed,
-    )
-    .unwrap();
-    let mut hits = 0;
-    for i in 0..q {
-        let truth: Vec<u32> = ei[i * (k + 1)..(i + 1) * (k + 1)]
-            .iter()
-            .copied()
-            .filter(|&j| j as usize != i * step)
-            .take(k)
-            .collect();
-        let found = &idx[i * step * k..(i * step + 1) * k];
-        hits += truth.iter().filter(|j| found.contains(j)).count();
-    }
     println!(
         "n {n} d {d} k {k} trees {} mc {} leaf {}: {secs:.2} s, recall@{k} ≈ {:.4}",
         p.trees,
         p.max_candidates,
         p.leaf_size,
-        hits as f64 / (q * k) as f64
+        common::recall(m, &idx, k, 1000, &par)
     );
 }
 
