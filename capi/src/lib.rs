@@ -675,6 +675,10 @@ pub unsafe extern "C" fn ember_umap(
             Ok(u) => u,
             Err(s) => return s,
         };
+        // Parameters that do not fit the data are refused before anything is sized for them.
+        if let Err(e) = up.validate().and_then(|_| up.check_n(n)) {
+            return from_core(e);
+        }
         with_matrix(x, n, d, row_stride, col_stride, |xm| {
             let bytes = ember_core::umap::umap_scratch(n, xm.cols(), &up).bytes();
             let mut scratch = match try_zeroed::<u8>(bytes) {
@@ -799,7 +803,7 @@ pub unsafe extern "C" fn ember_ne_spectrum(
             Ok(p) => p,
             Err(s) => return s,
         };
-        if let Err(e) = np.validate() {
+        if let Err(e) = np.validate().and_then(|_| np.check_n(n)) {
             return from_core(e);
         }
         // SAFETY: the caller promised `count` values.
@@ -2334,6 +2338,72 @@ pub extern "C" fn ember_version() -> *const c_char {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Found by the `capi` fuzz target: a neighbour count far above N made the size query
+    /// ask for gigabytes (UMAP, 9.9 M neighbours of 28 points) or terabytes (NE, 2³² − 1 of
+    /// 17) before the run could refuse it. Now it is refused first, naming the parameter.
+    #[test]
+    fn neighbour_counts_beyond_n_are_refused_before_any_allocation() {
+        let n = 28;
+        let x: Vec<f32> = (0..n * 2).map(|i| (i % 7) as f32).collect();
+        let mut y = vec![0.0f32; n * 2];
+        let message = || unsafe { std::ffi::CStr::from_ptr(ember_last_error_message()) };
+        let mut up = ember_umap_params_default();
+        up.neighbors = 9_903_000;
+        let st = unsafe {
+            ember_umap(
+                x.as_ptr(),
+                n,
+                2,
+                2,
+                1,
+                &up,
+                y.as_mut_ptr(),
+                None,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(st, ember_status::EMBER_ERR_INVALID_PARAMETER);
+        assert!(
+            message().to_string_lossy().contains("neighbors"),
+            "{:?}",
+            message()
+        );
+        let mut np = ember_ne_params_default();
+        np.neighbors = u32::MAX;
+        let st = unsafe {
+            ember_ne(
+                x.as_ptr(),
+                n,
+                2,
+                2,
+                1,
+                &np,
+                y.as_mut_ptr(),
+                None,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(st, ember_status::EMBER_ERR_INVALID_PARAMETER);
+        assert!(
+            message().to_string_lossy().contains("neighbors"),
+            "{:?}",
+            message()
+        );
+        // The size queries themselves stay bounded by the data.
+        let core_umap = ember_core::umap::UmapParams {
+            neighbors: 9_903_000,
+            ..Default::default()
+        };
+        assert!(ember_core::umap::umap_scratch(n, 2, &core_umap).bytes() < 1 << 20);
+        let core_ne = ember_core::ne::NeParams {
+            neighbors: u32::MAX as usize,
+            ..Default::default()
+        };
+        assert!(ember_core::ne::ne_scratch(n, 2, &core_ne).bytes() < 1 << 20);
+    }
+
     #[test]
     fn version_constants_match_the_package() {
         let want = [

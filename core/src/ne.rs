@@ -765,7 +765,8 @@ impl NeParams {
 /// Scratch for `ne_spectrum` on `n` points of `d` columns.
 pub fn ne_scratch(n: usize, d: usize, params: &NeParams) -> ScratchSize {
     use crate::{affinity, neighbours};
-    let k = params.neighbors;
+    // A count the run refuses (`check_n`) must not make the caller allocate for it first.
+    let k = params.neighbors.min(n.saturating_sub(1).max(1));
     let nnz = affinity::symmetric_nnz_bound(n, k);
     let graph = ScratchSize::new()
         .plus::<usize>(n + 1)

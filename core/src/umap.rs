@@ -286,6 +286,15 @@ impl UmapParams {
         )
     }
 
+    /// These settings with `neighbors` at most `n`, for the size queries: a count the run
+    /// refuses (`check_n`) must not make the caller allocate for it first.
+    fn bounded_by(&self, n: usize) -> UmapParams {
+        UmapParams {
+            neighbors: self.neighbors.min(n.max(1)),
+            ..*self
+        }
+    }
+
     /// Checks against the number of points.
     pub fn check_n(&self, n: usize) -> Result<()> {
         if n < 3 {
@@ -353,6 +362,7 @@ fn graph_scratch(n: usize, k: usize) -> ScratchSize {
 
 /// Scratch for `umap` on `n` points of `d` columns.
 pub fn umap_scratch(n: usize, d: usize, params: &UmapParams) -> ScratchSize {
+    let params = &params.bounded_by(n);
     let k = params.neighbors.saturating_sub(1).max(1);
     let nnz = affinity::symmetric_nnz_bound(n, k);
     let knn_stage = fuzzy_graph_scratch(n, d, params);
@@ -418,7 +428,7 @@ pub fn umap(
 
 /// Scratch for `fuzzy_graph` besides its outputs.
 pub fn fuzzy_graph_scratch(n: usize, d: usize, params: &UmapParams) -> ScratchSize {
-    let k = params.neighbors.saturating_sub(1).max(1);
+    let k = params.bounded_by(n).neighbors.saturating_sub(1).max(1);
     neighbours::stage_scratch(n, d, k, params.metric, params.knn, &params.nn_descent)
 }
 
