@@ -44,12 +44,10 @@ pub fn search_scratch(
     nnd: &NnDescentParams,
 ) -> ScratchSize {
     let s = ScratchSize::new().plus::<f32>(knn::self_norms_len(n));
-    match method.resolve(n) {
-        KnnMethod::Exact => s,
-        _ => match nnd.projection.dims(d) {
-            Some(r) => s.plus::<u8>(projected_scratch(n, d, k, r, nnd).bytes()),
-            None => s.plus::<u8>(nndescent::nn_descent_scratch(n, d, k, metric, nnd).bytes()),
-        },
+    match (method.resolve(n), nnd.projection.dims(d)) {
+        (KnnMethod::Exact, _) => s,
+        (_, Some(r)) => s.plus::<u8>(projected_scratch(n, d, k, r, nnd).bytes()),
+        (_, None) => s.plus::<u8>(nndescent::nn_descent_scratch(n, d, k, metric, nnd).bytes()),
     }
 }
 
@@ -206,17 +204,18 @@ pub fn search(
     let n = x.rows();
     let mut st = Scratch::new(scratch);
     let norms = st.take::<f32>(knn::self_norms_len(n), "knn norms")?;
-    match method.resolve(n) {
-        KnnMethod::Exact => knn::exact_knn(x, k, metric, Kernel::Simd, par, obs, norms, idx, dist),
-        _ if nnd.projection.dims(x.cols()).is_some() => {
-            let r = nnd.projection.dims(x.cols()).unwrap_or(0);
+    match (method.resolve(n), nnd.projection.dims(x.cols())) {
+        (KnnMethod::Exact, _) => {
+            knn::exact_knn(x, k, metric, Kernel::Simd, par, obs, norms, idx, dist)
+        }
+        (_, Some(r)) => {
             let sc = st.take::<u8>(
                 projected_scratch(n, x.cols(), k, r, nnd).bytes(),
                 "projected search",
             )?;
             projected_search(x, k, r, metric, nnd, par, obs, norms, sc, idx, dist)
         }
-        _ => {
+        (_, None) => {
             let sc = st.take::<u8>(
                 nndescent::nn_descent_scratch(n, x.cols(), k, metric, nnd).bytes(),
                 "nn-descent",
