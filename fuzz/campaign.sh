@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A fuzzing campaign: every target for SECONDS each, JOBS targets at a time, with the
-# limits CI uses. Prints one line per target (wall seconds, CPU seconds, executions, crashes)
+# limits CI uses. Prints one line per target (wall seconds, CPU seconds, executions, findings)
 # for ROBUSTNESS.md. CPU seconds come from /usr/bin/time, so a busy machine is not overcounted.
 #   fuzz/campaign.sh [SECONDS] [JOBS]        (defaults 360 and 2)
 # Crash inputs land in fuzz/artifacts/TARGET/; the corpora grow in fuzz/corpus/TARGET/.
@@ -17,7 +17,8 @@ run() {
     -malloc_limit_mb=1024 -print_final_stats=1 > "$logs/$t.log" 2>&1 || true
   local execs crashes cpu
   execs=$(awk '/stat::number_of_executed_units:/ {print $2}' "$logs/$t.log")
-  crashes=$(ls "artifacts/$t" 2>/dev/null | grep -c '^crash-' || true)
+  # Crashes, out-of-memory and timeout inputs all count (slow-unit files are only notes).
+  crashes=$(ls "artifacts/$t" 2>/dev/null | grep -cE '^(crash|oom|timeout|leak)-' || true)
   cpu=$(awk 'END {printf "%.0f", $1 + $2}' "$logs/$t.time")
   echo "| \`$t\` | $secs | $cpu | ${execs:-?} | $crashes |"
 }

@@ -115,7 +115,42 @@ fn shape_2d(shape: &[u64], name: &str) -> Res<(usize, usize)> {
     }
 }
 
+/// Deepest bracket nesting accepted in a .npy header. A plain array's header is a dict
+/// holding a shape tuple (depth 2); the literal parser behind `npyz` backtracks
+/// exponentially on deep unclosed nesting (found by fuzzing: 13 levels in a 21-byte file
+/// took seconds), so deeper headers are refused before it sees them.
+const NPY_MAX_NESTING: usize = 4;
+
+/// The bracket nesting depth of a .npy header, if the header can be located.
+fn npy_header_depth(bytes: &[u8]) -> Option<usize> {
+    let (len_at, width) = match *bytes.get(6)? {
+        1 => (8, 2),
+        _ => (8, 4),
+    };
+    let raw = bytes.get(len_at..len_at + width)?;
+    let len = raw.iter().rev().fold(0usize, |a, &b| a << 8 | b as usize);
+    let start = len_at + width;
+    let header = bytes.get(start..start.saturating_add(len).min(bytes.len()))?;
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for &c in header {
+        match c {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Some(deepest)
+}
+
 pub fn parse_npy(bytes: &[u8], name: &str) -> Res<Matrix> {
+    if npy_header_depth(bytes).is_some_and(|d| d > NPY_MAX_NESTING) {
+        return Err(format!(
+            "{name}: malformed .npy header: brackets nested deeper than {NPY_MAX_NESTING}"
+        ));
+    }
     let npy =
         npyz::NpyFile::new(bytes).map_err(|e| format!("{name}: malformed .npy header: {e}"))?;
     let (rows, cols) = shape_2d(npy.shape(), name)?;
@@ -571,6 +606,29 @@ mod tests {
         let m = parse_npy(&b, "x");
         assert!(t.elapsed().as_secs() < 1);
         assert!(m.map(|m| m.values.is_empty()).unwrap_or(true));
+    }
+
+    /// Regression (fuzz target npy, slow units): deeply nested brackets in a tiny header made
+    /// the header's literal parser backtrack for seconds (13 levels, 21 bytes) or far longer.
+    /// They are refused at once; a normal header still parses.
+    #[test]
+    fn deeply_nested_npy_headers_are_refused_quickly() {
+        let npy = |header: &str| {
+            let mut b = b"\x93NUMPY\x01\x00".to_vec();
+            b.extend((header.len() as u16).to_le_bytes());
+            b.extend(header.as_bytes());
+            b
+        };
+        let t = std::time::Instant::now();
+        let e = parse_npy(&npy(&format!("{}(yFm\"", "[{".repeat(20))), "x")
+            .err()
+            .unwrap();
+        assert!(t.elapsed().as_millis() < 100, "{:?}", t.elapsed());
+        assert!(e.contains("nested deeper than 4"), "{e}");
+        let mut ok = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2), }\n");
+        ok.extend(1.0f32.to_le_bytes());
+        ok.extend(2.0f32.to_le_bytes());
+        assert_eq!(parse_npy(&ok, "x").unwrap().values, vec![1.0, 2.0]);
     }
 
     /// Regression (fuzz target idx): trailing dimensions whose product overflows.
