@@ -7,7 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn npy(descr: &str, shape: &str, payload: &[u8]) -> Vec<u8> {
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    npy_with_header(header, payload)
+}
+
+/// A .npy file with any header text, padded as numpy pads it.
+fn npy_with_header(mut header: String, payload: &[u8]) -> Vec<u8> {
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -102,6 +107,9 @@ fn every_bad_input_gets_one_clear_line_and_no_output() {
     write(&d, "truncated.npy", trunc);
     write(&d, "lying.npy", npy("<f4", "(1000, 4)", &f32s(&v)));
     write(&d, "huge.npy", npy("<f4", "(1048576, 1048576)", &f32s(&v)));
+    // Unclosed, deeply nested brackets: the shape of header that once hung the parser.
+    let nested = format!("{{'descr': {}", "[{".repeat(40));
+    write(&d, "nested.npy", npy_with_header(nested, &f32s(&v)));
     let mut idx = vec![0u8, 0, 0x08, 3];
     for dim in [1u32 << 20, 1 << 10, 1 << 10] {
         idx.extend(dim.to_be_bytes());
@@ -160,6 +168,7 @@ fn every_bad_input_gets_one_clear_line_and_no_output() {
         case("header larger than the file", &["tsne", "lying.npy"]),
         case("header of 2^40 elements (.npy)", &["tsne", "huge.npy"]),
         case("header of 2^40 elements (IDX)", &["tsne", "huge.idx"]),
+        case("header nested 80 deep (.npy)", &["tsne", "nested.npy"]),
         case("non-UTF-8 CSV", &["tsne", "latin1.csv"]),
         case("ragged CSV", &["tsne", "ragged.csv"]),
         case("wrong dtype (complex)", &["tsne", "complex.npy"]),
