@@ -2348,49 +2348,22 @@ mod tests {
         let n = 28;
         let x: Vec<f32> = (0..n * 2).map(|i| (i % 7) as f32).collect();
         let mut y = vec![0.0f32; n * 2];
-        let message = || unsafe { std::ffi::CStr::from_ptr(ember_last_error_message()) };
+        // Each call must refuse with a message naming the parameter.
+        let refuses = |status: ember_status| {
+            let message = unsafe { std::ffi::CStr::from_ptr(ember_last_error_message()) };
+            assert_eq!(status, ember_status::EMBER_ERR_INVALID_PARAMETER);
+            assert!(
+                message.to_string_lossy().contains("neighbors"),
+                "{message:?}"
+            );
+        };
+        let (xp, yp, none) = (x.as_ptr(), y.as_mut_ptr(), std::ptr::null_mut());
         let mut up = ember_umap_params_default();
         up.neighbors = 9_903_000;
-        let st = unsafe {
-            ember_umap(
-                x.as_ptr(),
-                n,
-                2,
-                2,
-                1,
-                &up,
-                y.as_mut_ptr(),
-                None,
-                std::ptr::null_mut(),
-            )
-        };
-        assert_eq!(st, ember_status::EMBER_ERR_INVALID_PARAMETER);
-        assert!(
-            message().to_string_lossy().contains("neighbors"),
-            "{:?}",
-            message()
-        );
+        refuses(unsafe { ember_umap(xp, n, 2, 2, 1, &up, yp, None, none) });
         let mut np = ember_ne_params_default();
         np.neighbors = u32::MAX;
-        let st = unsafe {
-            ember_ne(
-                x.as_ptr(),
-                n,
-                2,
-                2,
-                1,
-                &np,
-                y.as_mut_ptr(),
-                None,
-                std::ptr::null_mut(),
-            )
-        };
-        assert_eq!(st, ember_status::EMBER_ERR_INVALID_PARAMETER);
-        assert!(
-            message().to_string_lossy().contains("neighbors"),
-            "{:?}",
-            message()
-        );
+        refuses(unsafe { ember_ne(xp, n, 2, 2, 1, &np, yp, None, none) });
         // The size queries themselves stay bounded by the data.
         let core_umap = ember_core::umap::UmapParams {
             neighbors: 9_903_000,
