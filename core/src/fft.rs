@@ -1,24 +1,53 @@
-//! A small power-of-two FFT for the interpolation repulsion: iterative radix-2, split
-//! real/imaginary arrays, twiddles in a caller-provided table. Stages with at least eight
-//! butterflies per twiddle run through `wide`; a scalar twin does the same arithmetic.
+//! A small FFT for the interpolation repulsion: lengths m = f·2^k with f ∈ {1, 3, 5}.
+//! Iterative radix-2 stages on the f interleaved subsequences, then one radix-f stage;
+//! split real/imaginary arrays, twiddles in a caller-provided table. Stages with at least
+//! eight butterflies per twiddle run through `wide`; a scalar twin does the same arithmetic.
+
+use core::ops::{Add, Mul, Sub};
 
 use crate::error::{Result, ensure, ensure_len};
 use crate::parallel::{Parallel, SharedMut, for_row_chunks2};
 use wide::f32x8;
 
-/// Precomputed tables for transforms of one size `m` (a power of two).
+/// The odd factors a transform length may have besides its power of two.
+const ODD_FACTORS: [usize; 3] = [1, 3, 5];
+
+/// Precomputed tables for transforms of one size `m`.
 #[derive(Clone, Copy)]
 pub struct FftPlan<'a> {
     m: usize,
-    /// Twiddles for the stage with half-size h live at [h, 2h): exp(−2πi j / 2h).
+    /// The odd factor f of m = f·2^k.
+    odd: usize,
+    /// Twiddles for the radix-2 stage with half-size h live at [h, 2h): exp(−2πi j / 2h);
+    /// the radix-f stage's exp(−2πi r·k / m) at [r·m/f + k] for 1 ≤ r < f, k < m/f.
     twr: &'a [f32],
     twi: &'a [f32],
+    /// exp(−2πi e / f) for e < f.
+    root_r: [f32; 5],
+    root_i: [f32; 5],
+    /// Where input element t goes before the stages: t = f·u + r lands at
+    /// r·(m/f) + bit-reverse(u).
     rev: &'a [u32],
 }
 
-/// Lengths of the twiddle (two tables) and bit-reversal tables for size `m`.
+/// Lengths of the twiddle (two tables) and permutation tables for size `m`.
 pub fn plan_len(m: usize) -> usize {
     m
+}
+
+/// Whether `m` is a length [`FftPlan`] supports: f·2^k with f ∈ {1, 3, 5}, 2 ≤ m ≤ 2^24.
+pub fn supported_len(m: usize) -> bool {
+    (2..=1 << 24).contains(&m)
+        && ODD_FACTORS
+            .iter()
+            .any(|&f| m % f == 0 && (m / f).is_power_of_two())
+}
+
+/// The smallest supported length at or above `want`.
+pub fn next_supported_len(want: usize) -> usize {
+    (want.max(2)..)
+        .find(|&m| supported_len(m))
+        .unwrap_or(usize::MAX)
 }
 
 impl<'a> FftPlan<'a> {
@@ -30,14 +59,19 @@ impl<'a> FftPlan<'a> {
         rev: &'a mut [u32],
     ) -> Result<Self> {
         ensure(
-            m >= 2 && m.is_power_of_two() && m <= 1 << 24,
+            supported_len(m),
             "fft size",
-            "must be a power of two in [2, 2^24]",
+            "must be 2^k, 3·2^k or 5·2^k, between 2 and 2^24",
         )?;
         ensure_len("fft twiddles", m, twr.len().min(twi.len()))?;
         ensure_len("fft bit reversal", m, rev.len())?;
+        let odd = ODD_FACTORS
+            .into_iter()
+            .find(|&f| m % f == 0 && (m / f).is_power_of_two())
+            .unwrap_or(1);
+        let big = m / odd;
         let mut h = 1;
-        while h < m {
+        while h < big {
             for j in 0..h {
                 let a = -core::f64::consts::PI * j as f64 / h as f64;
                 twr[h + j] = libm::cos(a) as f32;
@@ -45,14 +79,36 @@ impl<'a> FftPlan<'a> {
             }
             h *= 2;
         }
-        let bits = m.trailing_zeros();
-        for (i, r) in rev[..m].iter_mut().enumerate() {
-            *r = (i as u32).reverse_bits() >> (32 - bits);
+        for r in 1..odd {
+            for k in 0..big {
+                let a = -2.0 * core::f64::consts::PI * (r * k) as f64 / m as f64;
+                twr[r * big + k] = libm::cos(a) as f32;
+                twi[r * big + k] = libm::sin(a) as f32;
+            }
+        }
+        let (mut root_r, mut root_i) = ([0.0f32; 5], [0.0f32; 5]);
+        for e in 0..odd {
+            let a = -2.0 * core::f64::consts::PI * e as f64 / odd as f64;
+            root_r[e] = libm::cos(a) as f32;
+            root_i[e] = libm::sin(a) as f32;
+        }
+        let bits = big.trailing_zeros();
+        for (t, slot) in rev[..m].iter_mut().enumerate() {
+            let (u, r) = (t / odd, t % odd);
+            let reversed = if bits == 0 {
+                0
+            } else {
+                (u as u32).reverse_bits() >> (32 - bits)
+            };
+            *slot = (r * big) as u32 + reversed;
         }
         Ok(FftPlan {
             m,
+            odd,
             twr: &twr[..m],
             twi: &twi[..m],
+            root_r,
+            root_i,
             rev: &rev[..m],
         })
     }
@@ -75,16 +131,12 @@ impl<'a> FftPlan<'a> {
     fn transform(&self, re: &mut [f32], im: &mut [f32], inverse: bool, simd: bool) {
         let m = self.m;
         let (re, im) = (&mut re[..m], &mut im[..m]);
-        for i in 0..m {
-            let j = self.rev[i] as usize;
-            if j > i {
-                re.swap(i, j);
-                im.swap(i, j);
-            }
-        }
+        self.permute(re);
+        self.permute(im);
         let sign = if inverse { -1.0f32 } else { 1.0 };
+        let big = m / self.odd;
         let mut h = 1;
-        while h < m {
+        while h < big {
             let (twr, twi) = (&self.twr[h..2 * h], &self.twi[h..2 * h]);
             for a in (0..m).step_by(2 * h) {
                 let (lo_r, hi_r) = re[a..a + 2 * h].split_at_mut(h);
@@ -96,6 +148,80 @@ impl<'a> FftPlan<'a> {
                 }
             }
             h *= 2;
+        }
+        odd_stage(self, re, im, sign, |v| v);
+    }
+
+    /// Moves element t to `rev[t]`, in place, following the permutation's cycles.
+    fn permute(&self, x: &mut [f32]) {
+        if self.odd == 1 {
+            // Bit reversal is its own inverse: swapping pairs is enough.
+            for i in 0..self.m {
+                let j = self.rev[i] as usize;
+                if j > i {
+                    x.swap(i, j);
+                }
+            }
+            return;
+        }
+        // A cycle is walked from its smallest element only.
+        for start in 0..self.m {
+            let mut t = self.rev[start] as usize;
+            while t > start {
+                t = self.rev[t] as usize;
+            }
+            if t < start {
+                continue;
+            }
+            let mut carried = x[start];
+            let mut t = self.rev[start] as usize;
+            while t != start {
+                core::mem::swap(&mut carried, &mut x[t]);
+                t = self.rev[t] as usize;
+            }
+            x[start] = carried;
+        }
+    }
+}
+
+/// The last stage for m = f·M with f > 1: the f transforms of length M (of the elements
+/// r, r + f, r + 2f, …), stored at [r·M, (r + 1)·M), combine into
+/// X[k + q·M] = Σ_r exp(∓2πi r(k + qM)/m) F_r[k]. Generic over one sequence (f32) or eight
+/// (f32x8), so the SIMD path and its scalar twin do the same arithmetic.
+#[inline(always)]
+fn odd_stage<T>(plan: &FftPlan, re: &mut [T], im: &mut [T], sign: f32, splat: impl Fn(f32) -> T)
+where
+    T: Copy + Add<Output = T> + Sub<Output = T> + Mul<Output = T>,
+{
+    let f = plan.odd;
+    if f == 1 {
+        return;
+    }
+    let big = plan.m / f;
+    for k in 0..big {
+        let (mut tr, mut ti) = ([re[k]; 5], [im[k]; 5]);
+        for r in 1..f {
+            let at = r * big + k;
+            let (wr, wi) = (splat(plan.twr[at]), splat(sign * plan.twi[at]));
+            let (a, b) = (re[at], im[at]);
+            tr[r] = a * wr - b * wi;
+            ti[r] = a * wi + b * wr;
+        }
+        for q in 0..f {
+            let (mut sr, mut si) = (tr[0], ti[0]);
+            for r in 1..f {
+                let e = (r * q) % f;
+                if e == 0 {
+                    sr = sr + tr[r];
+                    si = si + ti[r];
+                } else {
+                    let (wr, wi) = (splat(plan.root_r[e]), splat(sign * plan.root_i[e]));
+                    sr = sr + (tr[r] * wr - ti[r] * wi);
+                    si = si + (tr[r] * wi + ti[r] * wr);
+                }
+            }
+            re[q * big + k] = sr;
+            im[q * big + k] = si;
         }
     }
 }
@@ -259,9 +385,10 @@ fn rows(plan: &FftPlan, re: &mut [f32], im: &mut [f32], inverse: bool, par: &dyn
 #[inline(always)]
 fn lane_stages(plan: &FftPlan, br: &mut [f32x8], bi: &mut [f32x8], sign: f32) {
     let m = br.len();
+    let big = m / plan.odd;
     let tw = |t: usize| (f32x8::splat(plan.twr[t]), f32x8::splat(sign * plan.twi[t]));
     let mut h = 1;
-    while 4 * h <= m {
+    while 4 * h <= big {
         for a in (0..m).step_by(4 * h) {
             for j in 0..h {
                 let p = [a + j, a + j + h, a + j + 2 * h, a + j + 3 * h];
@@ -280,15 +407,18 @@ fn lane_stages(plan: &FftPlan, br: &mut [f32x8], bi: &mut [f32x8], sign: f32) {
         }
         h *= 4;
     }
-    if h < m {
-        // One radix-2 stage left (m an odd power of two).
-        for j in 0..h {
-            let mut r = [br[j], br[j + h]];
-            let mut i = [bi[j], bi[j + h]];
-            butterfly(&mut r, &mut i, 0, 1, tw(h + j));
-            (br[j], br[j + h], bi[j], bi[j + h]) = (r[0], r[1], i[0], i[1]);
+    if h < big {
+        // One radix-2 stage left (an odd power of two).
+        for a in (0..m).step_by(2 * h) {
+            for j in a..a + h {
+                let mut r = [br[j], br[j + h]];
+                let mut i = [bi[j], bi[j + h]];
+                butterfly(&mut r, &mut i, 0, 1, tw(h + j - a));
+                (br[j], br[j + h], bi[j], bi[j + h]) = (r[0], r[1], i[0], i[1]);
+            }
         }
     }
+    odd_stage(plan, br, bi, sign, f32x8::splat);
 }
 
 /// lo, hi ← lo + w·hi, lo − w·hi (the radix-2 butterfly's arithmetic, term by term).
@@ -323,26 +453,26 @@ fn columns(
     par: &dyn Parallel,
 ) {
     let m = plan.size();
-    if m < 8 {
-        // Too narrow for a lane block: transform columns one by one.
-        let (mut cr, mut ci) = ([0.0f32; 8], [0.0f32; 8]);
-        for c in 0..m {
-            for r in 0..m {
-                cr[r] = re[r * m + c];
-                ci[r] = im[r * m + c];
-            }
-            plan.run(&mut cr[..m], &mut ci[..m], inverse);
-            for r in 0..m {
-                re[r * m + c] = cr[r];
-                im[r * m + c] = ci[r];
-            }
-        }
-        return;
-    }
     assert!(
         m <= MAX_COLUMN,
         "2-D transforms are limited to {MAX_COLUMN} per side"
     );
+    // Columns past the last full eight-column block go one by one.
+    for c in m - m % 8..m {
+        let (mut cr, mut ci) = ([0.0f32; MAX_COLUMN], [0.0f32; MAX_COLUMN]);
+        for r in 0..m {
+            cr[r] = re[r * m + c];
+            ci[r] = im[r * m + c];
+        }
+        plan.run(&mut cr[..m], &mut ci[..m], inverse);
+        for r in 0..m {
+            re[r * m + c] = cr[r];
+            im[r * m + c] = ci[r];
+        }
+    }
+    if m < 8 {
+        return;
+    }
     let (sr, si) = (
         SharedMut::new(&mut re[..m * m]),
         SharedMut::new(&mut im[..m * m]),
@@ -395,7 +525,9 @@ mod tests {
     #[test]
     fn matches_a_direct_dft_and_the_scalar_twin() {
         let mut r = Rng::new(1);
-        for m in [2usize, 4, 8, 16, 64, 512, 4096] {
+        for m in [
+            2usize, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 40, 64, 96, 160, 512, 640, 768, 4096,
+        ] {
             let (mut a, mut b, mut c) = plan_tables(m);
             let plan = FftPlan::new(m, &mut a, &mut b, &mut c).unwrap();
             let xr: Vec<f32> = (0..m).map(|_| r.normal() as f32).collect();
@@ -420,7 +552,7 @@ mod tests {
                     err += (dr - yr[k] as f64).powi(2) + (di - yi[k] as f64).powi(2);
                     norm += dr * dr + di * di;
                 }
-                // f32 radix-2: relative error (norm) below 1e-5 up to m = 4096.
+                // f32: relative error (norm) below 1e-5 up to m = 4096.
                 assert!(
                     (err / norm).sqrt() < 1e-5,
                     "m = {m}: {:e}",
@@ -461,7 +593,9 @@ mod column_tests {
 
     #[test]
     fn two_d_transform_equals_scalar_rows_then_columns() {
-        for m in [4usize, 8, 16, 32, 64, 128] {
+        for m in [
+            3usize, 4, 5, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192,
+        ] {
             let (mut a, mut b, mut c) = (vec![0.0; m], vec![0.0; m], vec![0; m]);
             let plan = FftPlan::new(m, &mut a, &mut b, &mut c).unwrap();
             let mut r = Rng::new(m as u64);
