@@ -3,7 +3,8 @@
 //! The eight-lane versions do the same operations lane by lane, so they match the scalar
 //! ones bit for bit (tested).
 
-use wide::f32x8;
+use wide::bytemuck::cast;
+use wide::{f32x8, i32x8, u32x8};
 
 /// Adding and subtracting 1.5·2²³ rounds an f32 below 2²² to the nearest integer (ties to
 /// even): exact, branch-free, and the same in every lane.
@@ -63,9 +64,12 @@ pub fn pow_positive_x8(x: f32x8, b: f32) -> f32x8 {
 /// Eight lanes of `log2_fast`.
 #[inline(always)]
 pub fn log2_fast_x8(x: f32x8) -> f32x8 {
-    let bits = x.to_array().map(f32::to_bits);
-    let e = f32x8::from(bits.map(|b| (((b >> 23) & 0xff) as i32 - 127) as f32));
-    let m = f32x8::from(bits.map(|b| f32::from_bits((b & 0x007f_ffff) | 0x3f80_0000)));
+    // Bit fields in integer lanes (a reinterpretation, not a conversion).
+    let bits: u32x8 = cast(x);
+    let e = f32x8::from_i32x8(
+        cast::<u32x8, i32x8>((bits >> 23) & u32x8::splat(0xff)) - i32x8::splat(127),
+    );
+    let m: f32x8 = cast((bits & u32x8::splat(0x007f_ffff)) | u32x8::splat(0x3f80_0000));
     let big = m.simd_gt(f32x8::splat(core::f32::consts::SQRT_2));
     let m = big.select(m * f32x8::splat(0.5), m);
     let e = big.select(e + f32x8::ONE, e);
@@ -95,10 +99,8 @@ pub fn exp2_fast_x8(y: f32x8) -> f32x8 {
                 + z * (c(1.0 / 6.0)
                     + z * (c(1.0 / 24.0)
                         + z * (c(1.0 / 120.0) + z * (c(1.0 / 720.0) + z * c(1.0 / 5040.0)))))));
-    let scale = f32x8::from(
-        n.to_array()
-            .map(|v| f32::from_bits(((v as i32 + 127) as u32) << 23)),
-    );
+    // n is a whole number in [−126, 128], so rounding to an integer is exact.
+    let scale: f32x8 = cast((n.round_int() + i32x8::splat(127)) << 23);
     let r = p * scale;
     let r = hi.select(c(f32::INFINITY), r);
     lo.select(f32x8::ZERO, r)

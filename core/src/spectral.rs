@@ -26,6 +26,11 @@ const MAX_BASIS: usize = 64;
 const MAX_RESTARTS: usize = 400;
 /// Converged when ‖B x − θ x‖ is below this for each wanted vector (L's residual is twice it).
 const TOLERANCE: f64 = 1e-5;
+/// Coefficients of one block against the basis (a block has at most 17 vectors).
+const MAX_COEFS: usize = 17 * (MAX_BASIS + 1);
+/// Below this fraction of its length left after projection, a vector is orthogonalised
+/// again against the whole basis.
+const MIN_KEPT: f64 = 0.1;
 /// Rows per parallel task of the sparse products.
 const TASK_ROWS: usize = 1024;
 /// Rows per task of the dense vector work (and per partial sum of the reductions).
@@ -159,46 +164,75 @@ pub fn spectral_embedding(
         *v = rng.normal();
     }
     let mut outcome = SpectralOutcome::NotConverged;
-    let mut coef = [0.0f64; MAX_BASIS + 1];
+    let mut coef = [0.0f64; MAX_COEFS];
     for restart in 0..MAX_RESTARTS {
         // Basis: the current block, then B applied block by block, all orthonormalised.
         let mut filled = 0;
         for b in 0..basis / block {
             for c in 0..block {
-                let col = filled;
-                if b == 0 {
-                    q[col * n..(col + 1) * n].copy_from_slice(&ritz[c * n..(c + 1) * n]);
+                let col = filled + c;
+                let src = if b == 0 {
+                    &ritz[c * n..(c + 1) * n]
                 } else {
-                    let src = (b - 1) * block + c;
-                    q[col * n..(col + 1) * n].copy_from_slice(&bq[src * n..(src + 1) * n]);
-                }
+                    &bq[((b - 1) * block + c) * n..((b - 1) * block + c + 1) * n]
+                };
+                q[col * n..(col + 1) * n].copy_from_slice(src);
+            }
+            {
+                let (prev, cur) = q.split_at_mut(filled * n);
+                project_out(
+                    par,
+                    &mut cur[..block * n],
+                    trivial,
+                    prev,
+                    partials,
+                    &mut coef,
+                );
+            }
+            for c in 0..block {
+                let col = filled + c;
                 let (prev, cur) = q.split_at_mut(col * n);
                 let cur = &mut cur[..n];
-                if !orthonormalise(par, cur, trivial, prev, col, partials, &mut coef) {
-                    // Breakdown (the Krylov space closed): continue with a fresh direction.
-                    for v in cur.iter_mut() {
-                        *v = rng.normal();
-                    }
-                    if !orthonormalise(par, cur, trivial, prev, col, partials, &mut coef) {
-                        return Ok(SpectralOutcome::NotConverged);
+                // Within the block; the earlier blocks were projected out above.
+                let kept = orthonormalise(
+                    par,
+                    cur,
+                    trivial,
+                    &prev[filled * n..],
+                    c,
+                    partials,
+                    &mut coef,
+                );
+                if !matches!(kept, Some(f) if f > MIN_KEPT) {
+                    // Most of it cancelled (rounding may now matter), or all of it: against
+                    // the whole basis, then from a fresh direction if nothing is left.
+                    if orthonormalise(par, cur, trivial, prev, col, partials, &mut coef).is_none() {
+                        for v in cur.iter_mut() {
+                            *v = rng.normal();
+                        }
+                        if orthonormalise(par, cur, trivial, prev, col, partials, &mut coef)
+                            .is_none()
+                        {
+                            return Ok(SpectralOutcome::NotConverged);
+                        }
                     }
                 }
                 apply(&q[col * n..(col + 1) * n], &mut bq[col * n..(col + 1) * n]);
-                filled += 1;
             }
+            filled += block;
         }
         let k = filled;
-        // T = Qᵀ B Q (symmetrised), all k² inner products in one pass over the rows.
+        // T = Qᵀ B Q, symmetric as B is: its upper triangle, in one pass over the rows.
         reduce_rows(par, n, k * k, partials, work, &|lo, hi, out| {
             for a in 0..k {
-                for b in 0..k {
+                for b in a..k {
                     out[a * k + b] = dot(&q[a * n + lo..a * n + hi], &bq[b * n + lo..b * n + hi]);
                 }
             }
         });
         for a in 0..k {
-            for b in 0..k {
-                t[a * k + b] = 0.5 * (work[a * k + b] + work[b * k + a]);
+            for b in a..k {
+                (t[a * k + b], t[b * k + a]) = (work[a * k + b], work[a * k + b]);
             }
         }
         symmetric_eigen(&mut t[..k * k], k, &mut tv[..k * k], &mut theta[..k], work);
@@ -268,9 +302,66 @@ fn normalise(v: &mut [f64]) -> f64 {
     norm
 }
 
+/// Makes the vectors of `block` (each `trivial.len()` long) orthogonal to `trivial` and to
+/// the vectors in `prev`: classical Gram–Schmidt, twice, for the whole block at once, so each
+/// pass reads the earlier basis once rather than once per vector.
+fn project_out(
+    par: &dyn Parallel,
+    block: &mut [f64],
+    trivial: &[f64],
+    prev: &[f64],
+    partials: &mut [f64],
+    coef: &mut [f64],
+) {
+    let n = trivial.len();
+    let (width, m) = (block.len() / n, prev.len() / n + 1);
+    let basis = |p: usize| -> &[f64] {
+        if p == 0 {
+            trivial
+        } else {
+            &prev[(p - 1) * n..p * n]
+        }
+    };
+    for _ in 0..2 {
+        {
+            let block = &*block;
+            reduce_rows(
+                par,
+                n,
+                width * m,
+                partials,
+                &mut coef[..width * m],
+                &|lo, hi, out| {
+                    for p in 0..m {
+                        let b = &basis(p)[lo..hi];
+                        for c in 0..width {
+                            out[c * m + p] = dot(&block[c * n + lo..c * n + hi], b);
+                        }
+                    }
+                },
+            );
+        }
+        let coef = &*coef;
+        let shared = SharedMut::new(&mut *block);
+        par.run(chunk_count(n, REDUCE_ROWS), &|task| {
+            let lo = task * REDUCE_ROWS;
+            let hi = (lo + REDUCE_ROWS).min(n);
+            for p in 0..m {
+                let b = &basis(p)[lo..hi];
+                for c in 0..width {
+                    // SAFETY: this task alone touches rows [lo, hi) of each block vector.
+                    let x = unsafe { shared.range(c * n + lo, c * n + hi) };
+                    axpy(-coef[c * m + p], b, x);
+                }
+            }
+        });
+    }
+}
+
 /// Makes `v` orthogonal to `trivial` and to the `count` vectors in `prev` (classical
 /// Gram–Schmidt, twice: as stable as modified Gram–Schmidt, and one pass over the rows per
-/// sweep), then unit length. False if nothing independent was left.
+/// sweep), then unit length. Returns the fraction of its length that was left, or None if
+/// nothing independent was.
 fn orthonormalise(
     par: &dyn Parallel,
     v: &mut [f64],
@@ -279,7 +370,7 @@ fn orthonormalise(
     count: usize,
     partials: &mut [f64],
     coef: &mut [f64],
-) -> bool {
+) -> Option<f64> {
     let n = v.len();
     let basis = |p: usize| -> &[f64] {
         if p == 0 {
@@ -294,7 +385,7 @@ fn orthonormalise(
     });
     let start = libm::sqrt(norm[0]);
     if start == 0.0 {
-        return false;
+        return None;
     }
     for _ in 0..2 {
         {
@@ -324,10 +415,10 @@ fn orthonormalise(
     });
     let norm = libm::sqrt(norm[0]);
     if norm <= 1e-10 * start {
-        return false;
+        return None;
     }
     v.iter_mut().for_each(|x| *x /= norm);
-    true
+    Some(norm / start)
 }
 
 /// Sums of `width` numbers over fixed row chunks: `f(lo, hi, out)` fills a chunk's sums, and
