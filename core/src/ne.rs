@@ -142,22 +142,36 @@ pub(crate) fn negative(k: Kernel, d2: f32, want_loss: bool) -> (f32, f32, f32) {
     }
 }
 
-/// `negative(Umap { a, b }, d2, false).0` for every distance, eight at a time: the same
-/// operations lane by lane, so the same bits (tested).
-fn umap_negative_coefs(a: f32, b: f32, d2: &[f32], coef: &mut [f32]) {
+/// UMAP's coefficients for one sample, eight terms at a time: each negative's
+/// (`negative(Umap { a, b }, d2, false).0`) into `coef_neg`, and the positive's
+/// (`positive(…).0`, returned), whose power rides in the lane after the last negative. The
+/// same operations lane by lane as the scalar functions, so the same bits (tested).
+fn umap_coefs(a: f32, b: f32, d2_pos: f32, d2_neg: &[f32], coef_neg: &mut [f32]) -> f32 {
     use wide::f32x8;
     let (va, vb, one) = (f32x8::splat(a), f32x8::splat(b), f32x8::ONE);
-    for (dc, cc) in d2.chunks(8).zip(coef.chunks_mut(8)) {
-        let mut lanes = [1.0f32; 8];
-        lanes[..dc.len()].copy_from_slice(dc);
+    let used = d2_neg.len();
+    let mut coef_pos = 0.0;
+    for start in (0..=used).step_by(8) {
+        // Lanes past the positive hold 1 and are not read back.
+        let lanes: [f32; 8] = core::array::from_fn(|l| match start + l {
+            t if t < used => d2_neg[t],
+            t if t == used => d2_pos,
+            _ => 1.0,
+        });
         let x = f32x8::from(lanes);
         let positive = x.simd_gt(f32x8::ZERO);
         // Zero lanes go through the power as 1 and are then masked to 0.
         let d2b = positive.select(pow_positive_x8(positive.select(x, one), b), f32x8::ZERO);
         let w = one / (one + va * d2b);
         let c = (-vb * w / (f32x8::splat(UMAP_EPS) + x)).to_array();
-        cc.copy_from_slice(&c[..dc.len()]);
+        let take = used.saturating_sub(start).min(8);
+        coef_neg[start..start + take].copy_from_slice(&c[..take]);
+        if used - start < 8 && d2_pos > 0.0 {
+            let l = used - start;
+            coef_pos = a * b * (d2b.to_array()[l] / d2_pos) * w.to_array()[l];
+        }
     }
+    coef_pos
 }
 
 /// `negative(Neg { c }, d2, false).0` for every distance, eight at a time (same bits).
@@ -548,8 +562,8 @@ fn epoch_rows<const D: usize>(
                     (positive(k, d2_pos, false).0, 0.0, 0.0)
                 }
                 Kernel::Umap { a, b } if !want_loss => {
-                    umap_negative_coefs(a, b, &d2_neg[..used], &mut coef_neg[..used]);
-                    (positive(k, d2_pos, false).0, 0.0, 0.0)
+                    let cp = umap_coefs(a, b, d2_pos, &d2_neg[..used], &mut coef_neg[..used]);
+                    (cp, 0.0, 0.0)
                 }
                 _ => {
                     let (cp, mut loss, mut dz) = positive(k, d2_pos, want_loss);
@@ -1039,10 +1053,26 @@ mod tests {
             })
             .collect();
         let mut got = vec![0.0f32; d2.len()];
-        umap_negative_coefs(1.577, 0.895, &d2, &mut got);
+        let umap = Kernel::Umap { a: 1.577, b: 0.895 };
+        // Every count of negatives from 0 to 20, so the positive takes every lane.
+        for used in 0..=20 {
+            for &pos in &d2[..40] {
+                let neg = &d2[40..40 + used];
+                let cp = umap_coefs(1.577, 0.895, pos, neg, &mut got[..used]);
+                assert_eq!(
+                    cp.to_bits(),
+                    positive(umap, pos, false).0.to_bits(),
+                    "d2 {pos}"
+                );
+                for (g, &d) in got[..used].iter().zip(neg) {
+                    assert_eq!(g.to_bits(), negative(umap, d, false).0.to_bits(), "d2 {d}");
+                }
+            }
+        }
+        let cp = umap_coefs(1.577, 0.895, 2.0, &d2, &mut got);
+        assert_eq!(cp.to_bits(), positive(umap, 2.0, false).0.to_bits());
         for (g, &d) in got.iter().zip(&d2) {
-            let want = negative(Kernel::Umap { a: 1.577, b: 0.895 }, d, false).0;
-            assert_eq!(g.to_bits(), want.to_bits(), "d2 {d}");
+            assert_eq!(g.to_bits(), negative(umap, d, false).0.to_bits(), "d2 {d}");
         }
         for c in [1e-9f32, 1e-3, 0.5, 30.0] {
             neg_negative_coefs(c, &d2, &mut got);
