@@ -16,8 +16,9 @@ use crate::scratch::{Scratch, ScratchSize};
 use crate::simd;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-/// Defaults chosen on MNIST-70k (784-D, k = 90, 2 cores): 4 trees, 20 candidates and 4 rounds
-/// reach recall@90 ≈ 0.96 in about 15 s; 30 candidates and 12 rounds reach 0.998 in 37 s.
+/// Defaults chosen on MNIST-70k (784-D, 2 cores, in the 64-D projection with 2k candidates):
+/// 8 trees, 20 candidates and 3 rounds reach recall@90 ≈ 0.935 in less time than 4 trees and
+/// 4 rounds (0.933); at k = 14, 0.955. BENCHMARKS.md lists the alternatives measured.
 pub struct NnDescentParams {
     /// Random-projection trees for the initial graph.
     pub trees: usize,
@@ -39,10 +40,10 @@ pub struct NnDescentParams {
 impl Default for NnDescentParams {
     fn default() -> Self {
         NnDescentParams {
-            trees: 4,
+            trees: 8,
             leaf_size: 0,
             max_candidates: 20,
-            max_rounds: 4,
+            max_rounds: 3,
             delta: 0.001,
             seed: 42,
             projection: Projection::Auto,
