@@ -35,17 +35,18 @@ pub fn plan_len(m: usize) -> usize {
     m
 }
 
-/// Whether `m` is a length [`FftPlan`] supports: f·2^k with f ∈ {1, 3, 5}, 2 ≤ m ≤ 2^24.
+/// Whether `m` is a length [`FftPlan`] supports: a power of two from 2 to 2^24, or 3·2^k or
+/// 5·2^k up to `MAX_COLUMN` (those are permuted through a stack buffer).
 pub fn supported_len(m: usize) -> bool {
     (2..=1 << 24).contains(&m)
         && ODD_FACTORS
             .iter()
-            .any(|&f| m % f == 0 && (m / f).is_power_of_two())
+            .any(|&f| m % f == 0 && (m / f).is_power_of_two() && (f == 1 || m <= MAX_COLUMN))
 }
 
-/// The smallest supported length at or above `want`.
+/// The smallest supported length at or above `want` (`usize::MAX` above 2^24).
 pub fn next_supported_len(want: usize) -> usize {
-    (want.max(2)..)
+    (want.max(2)..=1 << 24)
         .find(|&m| supported_len(m))
         .unwrap_or(usize::MAX)
 }
@@ -61,7 +62,7 @@ impl<'a> FftPlan<'a> {
         ensure(
             supported_len(m),
             "fft size",
-            "must be 2^k, 3·2^k or 5·2^k, between 2 and 2^24",
+            "must be 2^k (2 to 2^24), or 3·2^k or 5·2^k up to 2048",
         )?;
         ensure_len("fft twiddles", m, twr.len().min(twi.len()))?;
         ensure_len("fft bit reversal", m, rev.len())?;
@@ -152,11 +153,12 @@ impl<'a> FftPlan<'a> {
         odd_stage(self, re, im, sign, |v| v);
     }
 
-    /// Moves element t to `rev[t]`, in place, following the permutation's cycles.
+    /// Moves element t to `rev[t]`, in place.
     fn permute(&self, x: &mut [f32]) {
+        let m = self.m;
         if self.odd == 1 {
             // Bit reversal is its own inverse: swapping pairs is enough.
-            for i in 0..self.m {
+            for i in 0..m {
                 let j = self.rev[i] as usize;
                 if j > i {
                     x.swap(i, j);
@@ -164,22 +166,11 @@ impl<'a> FftPlan<'a> {
             }
             return;
         }
-        // A cycle is walked from its smallest element only.
-        for start in 0..self.m {
-            let mut t = self.rev[start] as usize;
-            while t > start {
-                t = self.rev[t] as usize;
-            }
-            if t < start {
-                continue;
-            }
-            let mut carried = x[start];
-            let mut t = self.rev[start] as usize;
-            while t != start {
-                core::mem::swap(&mut carried, &mut x[t]);
-                t = self.rev[t] as usize;
-            }
-            x[start] = carried;
+        // Mixed lengths are at most MAX_COLUMN (checked in `new`).
+        let mut held = [0.0f32; MAX_COLUMN];
+        held[..m].copy_from_slice(&x[..m]);
+        for (t, &v) in held[..m].iter().enumerate() {
+            x[self.rev[t] as usize] = v;
         }
     }
 }
@@ -560,6 +551,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn supported_lengths() {
+        assert!(
+            [2, 3, 5, 6, 10, 768, 1280, 2048, 1 << 24]
+                .iter()
+                .all(|&m| supported_len(m))
+        );
+        // 7 is no factor; 3·1024 exceeds the mixed-length limit; 2^25 the size limit.
+        assert!(
+            [0, 1, 7, 448, 3072, 1 << 25]
+                .iter()
+                .all(|&m| !supported_len(m))
+        );
+        assert_eq!(next_supported_len(300), 320);
+        assert_eq!(next_supported_len(641), 768);
+        assert_eq!(next_supported_len(2049), 4096);
+        assert_eq!(next_supported_len((1 << 24) + 1), usize::MAX);
     }
 
     #[test]
