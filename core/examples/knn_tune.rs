@@ -2,7 +2,9 @@
 //! --example knn_tune -- FILE.f32 DIM K TREES MAX_CANDIDATES [LEAF]`. Reads raw little-endian
 //! f32 rows, times NN-descent, and estimates recall@K on 1000 query points by exact search.
 //! PROJ=r and POOL=p in the environment search in an r-dimensional projection with p
-//! candidates per point (`neighbours::search`).
+//! candidates per point (`neighbours::search`); THREADS=t uses t threads (default: all).
+//! The fingerprint printed (FNV-1a of the indices and distance bits) tells whether a change
+//! kept the result bit for bit.
 use ember_core::MatRef;
 use ember_core::knn::Metric;
 use ember_core::neighbours::{KnnMethod, search, search_scratch};
@@ -35,7 +37,7 @@ fn main() {
         pool: env("POOL"),
         ..Default::default()
     };
-    let par = Threads::new(0);
+    let par = Threads::new(env("THREADS"));
     let (metric, method) = (Metric::SqEuclidean, KnnMethod::Approx);
     let mut sc = vec![0u8; search_scratch(n, d, k, metric, method, &p).bytes()];
     let (mut idx, mut dist) = (vec![0u32; n * k], vec![0.0; n * k]);
@@ -51,12 +53,20 @@ fn main() {
     .unwrap();
     let secs = t.elapsed().as_secs_f64();
     println!(
-        "n {n} d {d} k {k} trees {} mc {} leaf {}: {secs:.2} s, recall@{k} ≈ {:.4}",
+        "n {n} d {d} k {k} trees {} mc {} leaf {}: {secs:.2} s, recall@{k} ≈ {:.4}, fingerprint {:016x}",
         p.trees,
         p.max_candidates,
         p.leaf_size,
-        common::recall(m, &idx, k, 1000, &par)
+        common::recall(m, &idx, k, 1000, &par),
+        fingerprint(&idx, &dist)
     );
+}
+
+fn fingerprint(idx: &[u32], dist: &[f32]) -> u64 {
+    let words = idx.iter().copied().chain(dist.iter().map(|v| v.to_bits()));
+    words.fold(0xcbf2_9ce4_8422_2325, |h, w| {
+        (h ^ w as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn env(name: &str) -> usize {

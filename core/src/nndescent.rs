@@ -99,16 +99,18 @@ fn apply_updates(
     dist: &mut [f32],
     flags: &mut [u8],
     lens: &mut [u32],
+    worst: &mut [f32],
     k: usize,
 ) -> usize {
     let n = lens.len();
     let part = n.div_ceil(APPLY_PARTS).max(1);
     let changed = core::sync::atomic::AtomicUsize::new(0);
-    let (si, sd, sf, sl) = (
+    let (si, sd, sf, sl, sw) = (
         SharedMut::new(idx),
         SharedMut::new(dist),
         SharedMut::new(flags),
         SharedMut::new(lens),
+        SharedMut::new(worst),
     );
     par.run(APPLY_PARTS, &|t| {
         let (lo, hi) = ((t * part).min(n), ((t + 1) * part).min(n));
@@ -116,12 +118,13 @@ fn apply_updates(
             return;
         }
         // SAFETY: part t alone touches rows lo..hi of every heap array.
-        let (ix, dv, fl, ln) = unsafe {
+        let (ix, dv, fl, ln, wo) = unsafe {
             (
                 si.range(lo * k, hi * k),
                 sd.range(lo * k, hi * k),
                 sf.range(lo * k, hi * k),
                 sl.range(lo, hi),
+                sw.range(lo, hi),
             )
         };
         let mut count = 0;
@@ -129,10 +132,10 @@ fn apply_updates(
             for u in seg.iter() {
                 let (a, b) = (u.a as usize, u.b as usize);
                 if u.sides & TO_A != 0 && (lo..hi).contains(&a) {
-                    count += row_heap(ix, dv, fl, ln, k, a - lo).push(u.d, u.b) as usize;
+                    count += row_heap(ix, dv, fl, ln, wo, k, a - lo).push(u.d, u.b) as usize;
                 }
                 if u.sides & TO_B != 0 && (lo..hi).contains(&b) {
-                    count += row_heap(ix, dv, fl, ln, k, b - lo).push(u.d, u.a) as usize;
+                    count += row_heap(ix, dv, fl, ln, wo, k, b - lo).push(u.d, u.a) as usize;
                 }
             }
         }
@@ -182,6 +185,7 @@ pub fn nn_descent_scratch(
         .plus::<f32>(n) // norms
         .plus::<u8>(n * k) // "new" flags
         .plus::<u32>(n) // heap lengths
+        .plus::<f32>(n) // worst distance of each full heap
         .plus::<u32>(n) // tree permutation
         .plus::<u32>(2 * n) // tree stack
         .plus::<u32>(2 * n) // tree leaves
@@ -233,6 +237,9 @@ struct Heap<'a> {
     ix: &'a mut [u32],
     fl: &'a mut [u8],
     len: &'a mut u32,
+    /// `d[0]` once the heap is full, +∞ before: kept apart from the heaps so that most
+    /// refusals (and the local join's filter) need not touch the heap's memory.
+    worst: &'a mut f32,
 }
 
 /// Whether `ix` holds `j`: blocks of 16 compared without early exit, which vectorises.
@@ -255,6 +262,9 @@ fn less(da: f32, ia: u32, db: f32, ib: u32) -> bool {
 impl Heap<'_> {
     /// Inserts j unless present or no better than the worst; returns whether it changed.
     fn push(&mut self, dv: f32, j: u32) -> bool {
+        if dv > *self.worst {
+            return false;
+        }
         let k = self.d.len();
         let len = *self.len as usize;
         if len == k && !less(dv, j, self.d[0], self.ix[0]) {
@@ -282,6 +292,9 @@ impl Heap<'_> {
             self.fl[c] = 1;
         } else {
             self.sift_down(k, dv, j, 1);
+        }
+        if *self.len as usize == k {
+            *self.worst = self.d[0];
         }
         true
     }
@@ -352,6 +365,8 @@ pub fn nn_descent(
     let norms = s.take::<f32>(n, "norms")?;
     let flags = s.take::<u8>(n * k, "flags")?;
     let lens = s.take::<u32>(n, "heap lengths")?;
+    let worst = s.take::<f32>(n, "worst heap distances")?;
+    worst.fill(f32::INFINITY);
     let perm = s.take::<u32>(n, "tree permutation")?;
     let stack = s.take::<u32>(2 * n, "tree stack")?;
     let leaves = s.take::<u32>(2 * n, "tree leaves")?;
@@ -451,7 +466,7 @@ pub fn nn_descent(
                 }
             });
             let segs = [&updates[..offs[l1 - l0] as usize]];
-            apply_updates(par, &segs, idx, dist, flags, lens, k);
+            apply_updates(par, &segs, idx, dist, flags, lens, worst, k);
             l0 = l1;
         }
     }
@@ -470,14 +485,8 @@ pub fn nn_descent(
             let rows_in_wave = wave.min(n - w0);
             let tasks = chunk_count(rows_in_wave, TASK_ROWS);
             {
-                let (dist_r, lens_r) = (&*dist, &*lens);
-                let threshold = |u: usize| -> f32 {
-                    if lens_r[u] as usize == k {
-                        dist_r[u * k]
-                    } else {
-                        f32::INFINITY
-                    }
-                };
+                let worst_r = &*worst;
+                let threshold = |u: usize| -> f32 { worst_r[u] };
                 let upd_counts = SharedMut::new(&mut chunk_updates[..tasks]);
                 for_row_chunks(
                     par,
@@ -517,7 +526,7 @@ pub fn nn_descent(
                 let base = t * TASK_ROWS * ppp;
                 let _ = segs.push(&updates[base..base + chunk_updates[t] as usize]);
             }
-            changed += apply_updates(par, &segs, idx, dist, flags, lens, k);
+            changed += apply_updates(par, &segs, idx, dist, flags, lens, worst, k);
         }
         let p = Progress {
             stage: Stage::Knn,
@@ -539,7 +548,7 @@ pub fn nn_descent(
             for j in 0..n {
                 if j != i {
                     let dv = space.dist(i, j);
-                    row_heap(idx, dist, flags, lens, k, i).push(dv, j as u32);
+                    row_heap(idx, dist, flags, lens, worst, k, i).push(dv, j as u32);
                 }
             }
         }
@@ -559,6 +568,7 @@ fn row_heap<'a>(
     dist: &'a mut [f32],
     flags: &'a mut [u8],
     lens: &'a mut [u32],
+    worst: &'a mut [f32],
     k: usize,
     i: usize,
 ) -> Heap<'a> {
@@ -567,6 +577,7 @@ fn row_heap<'a>(
         ix: &mut idx[i * k..(i + 1) * k],
         fl: &mut flags[i * k..(i + 1) * k],
         len: &mut lens[i],
+        worst: &mut worst[i],
     }
 }
 
