@@ -77,6 +77,7 @@ fn main() {
         &idx,
         &dist,
         k,
+        &par,
         &mut indptr,
         &mut indices,
         &mut values,

@@ -2,7 +2,7 @@
 //! a CSR matrix that sums to one (MATH §2).
 
 use crate::error::{Error, Result, ensure, ensure_len};
-use crate::parallel::Parallel;
+use crate::parallel::{Parallel, SharedMut, chunk_count};
 
 /// Largest number of calibration steps per row.
 pub const MAX_STEPS: usize = 200;
@@ -213,10 +213,12 @@ pub enum Combine {
 /// P = (P_cond + P_condᵀ) / (2n) as CSR with sorted columns. `idx`, `p_cond`: `n*k`.
 /// `indptr`: n+1; `indices`, `values`: `symmetric_nnz_bound`; `cursor`: n scratch.
 /// Returns the number of non-zeros.
+#[allow(clippy::too_many_arguments)]
 pub fn symmetrize(
     idx: &[u32],
     p_cond: &[f32],
     k: usize,
+    par: &dyn Parallel,
     indptr: &mut [usize],
     indices: &mut [u32],
     values: &mut [f32],
@@ -227,12 +229,16 @@ pub fn symmetrize(
         idx,
         p_cond,
         k,
+        par,
         indptr,
         indices,
         values,
         cursor,
     )
 }
+
+/// Rows per parallel task when sorting and merging the symmetrised rows.
+const MERGE_ROWS: usize = 512;
 
 /// A symmetric CSR matrix from `k` directed weights per row, merged by `combine`.
 /// Buffers as for `symmetrize`.
@@ -242,6 +248,7 @@ pub fn symmetrize_with(
     idx: &[u32],
     p_cond: &[f32],
     k: usize,
+    par: &dyn Parallel,
     indptr: &mut [usize],
     indices: &mut [u32],
     values: &mut [f32],
@@ -291,36 +298,64 @@ pub fn symmetrize_with(
             cursor[j] += 1;
         }
     }
-    // Sort each row by column, merge duplicates, scale, and compact.
+    // Sort each row by column, merge duplicates and scale, in place and in parallel (each
+    // row's segment is its own); `cursor` takes each row's merged length.
     let scale = match combine {
         Combine::Mean => 1.0 / (2.0 * n as f64),
         _ => 1.0,
     };
+    {
+        let (si, sv, sc) = (
+            SharedMut::new(&mut *indices),
+            SharedMut::new(&mut *values),
+            SharedMut::new(&mut *cursor),
+        );
+        let indptr = &*indptr;
+        par.run(chunk_count(n, MERGE_ROWS), &|t| {
+            for i in t * MERGE_ROWS..((t + 1) * MERGE_ROWS).min(n) {
+                let (s, e) = (indptr[i], indptr[i + 1]);
+                // SAFETY: row i alone owns entries [s, e) and slot i of `cursor`.
+                let (cols, vals, len) =
+                    unsafe { (si.range(s, e), sv.range(s, e), sc.range(i, i + 1)) };
+                len[0] = merge_row(combine, scale, cols, vals);
+            }
+        });
+    }
+    // Then close the gaps, in row order.
     let mut out = 0;
     for i in 0..n {
-        let (s, e) = (indptr[i], indptr[i + 1]);
-        heap_sort_pairs(&mut indices[s..e], &mut values[s..e]);
+        let (s, len) = (indptr[i], cursor[i]);
+        indices.copy_within(s..s + len, out);
+        values.copy_within(s..s + len, out);
         indptr[i] = out;
-        let mut a = s;
-        while a < e {
-            let col = indices[a];
-            let mut v = 0.0f64;
-            while a < e && indices[a] == col {
-                let x = values[a] as f64;
-                v = match combine {
-                    Combine::Mean => v + x,
-                    Combine::FuzzyUnion => v + x - v * x,
-                    Combine::Max => v.max(x),
-                };
-                a += 1;
-            }
-            indices[out] = col;
-            values[out] = (v * scale) as f32;
-            out += 1;
-        }
+        out += len;
     }
     indptr[n] = out;
     Ok(out)
+}
+
+/// Sorts one row by column and merges its duplicate columns by `combine` (then `scale`) into
+/// the front of the row; returns how many entries remain.
+fn merge_row(combine: Combine, scale: f64, cols: &mut [u32], vals: &mut [f32]) -> usize {
+    heap_sort_pairs(cols, vals);
+    let (e, mut out, mut a) = (cols.len(), 0, 0);
+    while a < e {
+        let col = cols[a];
+        let mut v = 0.0f64;
+        while a < e && cols[a] == col {
+            let x = vals[a] as f64;
+            v = match combine {
+                Combine::Mean => v + x,
+                Combine::FuzzyUnion => v + x - v * x,
+                Combine::Max => v.max(x),
+            };
+            a += 1;
+        }
+        cols[out] = col;
+        vals[out] = (v * scale) as f32;
+        out += 1;
+    }
+    out
 }
 
 /// In-place heapsort of (key, value) pairs by key.
@@ -441,9 +476,10 @@ mod tests {
     }
 
     #[test]
-    fn symmetrised_p_is_symmetric_and_sums_to_one() {
+    fn symmetrised_p_is_symmetric_sums_to_one_and_is_the_same_on_any_thread_count() {
         let mut r = Rng::new(9);
-        let (n, k) = (300, 12);
+        // Rows in several parallel tasks.
+        let (n, k) = (3 * MERGE_ROWS + 17, 12);
         let mut idx = vec![0u32; n * k];
         let mut p = vec![0.0f32; n * k];
         for i in 0..n {
@@ -465,7 +501,36 @@ mod tests {
         let mut ind = vec![0u32; 2 * n * k];
         let mut val = vec![0.0f32; 2 * n * k];
         let mut cur = vec![0usize; n];
-        let nnz = symmetrize(&idx, &p, k, &mut indptr, &mut ind, &mut val, &mut cur).unwrap();
+        let nnz = symmetrize(
+            &idx,
+            &p,
+            k,
+            &Serial,
+            &mut indptr,
+            &mut ind,
+            &mut val,
+            &mut cur,
+        )
+        .unwrap();
+        for t in [2, 4] {
+            let threads = crate::threads::Threads::new(t);
+            let (mut ip2, mut ind2, mut val2) =
+                (vec![0; n + 1], vec![0; 2 * n * k], vec![0.0; 2 * n * k]);
+            let nnz2 = symmetrize(
+                &idx, &p, k, &threads, &mut ip2, &mut ind2, &mut val2, &mut cur,
+            )
+            .unwrap();
+            assert!(
+                nnz2 == nnz && ip2 == indptr && ind2 == ind && val2 == val,
+                "{t} threads"
+            );
+        }
+        // Each entry is (p_j|i + p_i|j) / 2n.
+        let cond = |i: usize, j: usize| -> f64 {
+            (0..k)
+                .find(|&c| idx[i * k + c] as usize == j)
+                .map_or(0.0, |c| p[i * k + c] as f64)
+        };
         let csr = CsrRef {
             indptr: &indptr,
             indices: &ind[..nnz],
@@ -486,6 +551,11 @@ mod tests {
             for (&j, &v) in cols.iter().zip(vals) {
                 assert_ne!(j as usize, i);
                 assert_eq!(v, get(j as usize, i), "P[{i},{j}] != P[{j},{i}]");
+                let want = (cond(i, j as usize) + cond(j as usize, i)) / (2 * n) as f64;
+                assert!(
+                    (v as f64 - want).abs() <= 1e-6 * want,
+                    "P[{i},{j}] = {v}, want {want}"
+                );
             }
         }
     }

@@ -834,7 +834,7 @@ pub fn neighbourhood(
     }
     match norm {
         Normalisation::Joint => {
-            crate::affinity::symmetrize(idx, dist, k, indptr, indices, values, cursor)
+            crate::affinity::symmetrize(idx, dist, k, par, indptr, indices, values, cursor)
         }
         Normalisation::Row => {
             for i in 0..=m {

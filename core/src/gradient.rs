@@ -394,8 +394,10 @@ mod tests {
             vec![0.0; 2 * n * k],
             vec![0; n],
         );
-        let nnz = crate::affinity::symmetrize(&idx, &pc, k, &mut ip, &mut ind, &mut val, &mut cur)
-            .unwrap();
+        let nnz = crate::affinity::symmetrize(
+            &idx, &pc, k, &Serial, &mut ip, &mut ind, &mut val, &mut cur,
+        )
+        .unwrap();
         ind.truncate(nnz);
         val.truncate(nnz);
         // Renormalise exactly (the conditional rows above do not sum to one).

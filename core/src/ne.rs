@@ -862,7 +862,7 @@ pub fn ne_spectrum(
                 Combine::Max
             }
         };
-        affinity::symmetrize_with(combine, idx, dist, k, indptr, indices, values, cursor)?
+        affinity::symmetrize_with(combine, idx, dist, k, par, indptr, indices, values, cursor)?
     };
     let graph = CsrRef {
         indptr,

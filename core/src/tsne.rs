@@ -302,7 +302,7 @@ pub fn tsne(
             rest.rest_mut(),
         )?;
         affinity::calibrate_perplexity(dist, k, params.perplexity, par, None)?;
-        affinity::symmetrize(idx, dist, k, indptr, indices, values, cursor)?
+        affinity::symmetrize(idx, dist, k, par, indptr, indices, values, cursor)?
     };
     let p = CsrRef {
         indptr,

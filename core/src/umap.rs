@@ -474,6 +474,7 @@ pub fn fuzzy_graph(
         idx,
         dist,
         k,
+        par,
         indptr,
         indices,
         values,

@@ -53,7 +53,7 @@ proptest! {
         calibrate_perplexity(&mut p, k, (k as f32).clamp(1.0, 3.0) * 0.9 + 0.05, &Serial, None).unwrap();
         let bound = symmetric_nnz_bound(n, k);
         let (mut indptr, mut ind, mut val, mut cur) = (vec![0usize; n + 1], vec![0u32; bound], vec![0.0f32; bound], vec![0usize; n]);
-        let nnz = symmetrize(&idx, &p, k, &mut indptr, &mut ind, &mut val, &mut cur).unwrap();
+        let nnz = symmetrize(&idx, &p, k, &Serial, &mut indptr, &mut ind, &mut val, &mut cur).unwrap();
         let total: f64 = val[..nnz].iter().map(|&v| v as f64).sum();
         prop_assert!((total - 1.0).abs() < 1e-5);
         let get = |i: usize, j: usize| (indptr[i]..indptr[i + 1]).find(|&e| ind[e] as usize == j).map(|e| val[e]);

@@ -1,6 +1,7 @@
 //! Symmetrisation over arbitrary neighbour lists: never panics; rejects out-of-range
 //! indices; otherwise produces a symmetric CSR with sorted, unique columns.
 #![no_main]
+use ember_core::Serial;
 use ember_core::affinity::symmetrize;
 use libfuzzer_sys::fuzz_target;
 
@@ -14,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let idx = &idx[..n * k];
     let p = vec![1.0 / k as f32; n * k];
     let (mut ip, mut ind, mut val, mut cur) = (vec![0; n + 1], vec![0; 2 * n * k], vec![0.0; 2 * n * k], vec![0; n]);
-    match symmetrize(idx, &p, k, &mut ip, &mut ind, &mut val, &mut cur) {
+    match symmetrize(idx, &p, k, &Serial, &mut ip, &mut ind, &mut val, &mut cur) {
         Ok(nnz) => {
             assert!(idx.iter().all(|&j| (j as usize) < n));
             assert_eq!(ip[n], nnz);
