@@ -105,6 +105,11 @@ pub fn fft_scratch(dims: usize, params: &FftParams) -> ScratchSize {
         .plus::<f32>(2 * fft::plan_len(m))
         .plus::<u32>(fft::plan_len(m))
         .plus::<f32>(2 * cells * (1 + grids(dims)))
+        .plus::<u8>(if dims == 1 {
+            0
+        } else {
+            fft::fft2_scratch(m).bytes()
+        })
 }
 
 /// The grid chosen for an embedding of this extent.
@@ -245,6 +250,11 @@ pub fn repulsion_fft(
     // Overwritten (zeroed, then spread into) below.
     let qr = s.take_as_is::<f32>(ng * cells, "charge grids")?;
     let qi = s.take_as_is::<f32>(ng * cells, "charge grids")?;
+    let columns = if dims == 1 {
+        &mut [][..]
+    } else {
+        s.take_as_is::<u8>(fft::fft2_scratch(m).bytes(), "fft column buffers")?
+    };
 
     // Kernel at every node offset, wrapped for a circular convolution of length m.
     let nodes = grid.nodes();
@@ -289,7 +299,7 @@ pub fn repulsion_fft(
                 }
             }
         });
-        fft::fft2_forward(&plan, kr, ki, m, par);
+        fft::fft2_forward(&plan, kr, ki, m, par, columns)?;
     }
     key.copy_from_slice(&wanted_key);
 
@@ -347,9 +357,9 @@ pub fn repulsion_fft(
             let sc = 1.0 / m as f32;
             g.iter_mut().chain(gim.iter_mut()).for_each(|v| *v *= sc);
         } else {
-            fft::fft2_forward(&plan, g, gim, nodes, par);
+            fft::fft2_forward(&plan, g, gim, nodes, par, columns)?;
             multiply(g, gim, kr, ki);
-            fft::fft2_inverse(&plan, g, gim, nodes, par);
+            fft::fft2_inverse(&plan, g, gim, nodes, par, columns)?;
         }
     }
 

@@ -70,21 +70,21 @@ impl<T: Copy> SharedMut<'_, T> {
 
 impl SharedMut<'_, f32> {
     /// # Safety
-    /// `at + 8 <= len`, and no other task touches these elements meanwhile.
+    /// `at + N <= len`, and no other task touches these elements meanwhile.
     #[inline(always)]
-    pub(crate) unsafe fn read8(&self, at: usize) -> [f32; 8] {
-        debug_assert!(at + 8 <= self.len);
+    pub(crate) unsafe fn read_n<const N: usize>(&self, at: usize) -> [f32; N] {
+        debug_assert!(at + N <= self.len);
         // SAFETY: in bounds per the contract; unaligned read of plain floats.
-        unsafe { self.ptr.add(at).cast::<[f32; 8]>().read_unaligned() }
+        unsafe { self.ptr.add(at).cast::<[f32; N]>().read_unaligned() }
     }
 
     /// # Safety
-    /// As for `read8`.
+    /// As for `read_n`.
     #[inline(always)]
-    pub(crate) unsafe fn write8(&self, at: usize, v: [f32; 8]) {
-        debug_assert!(at + 8 <= self.len);
+    pub(crate) unsafe fn write_n<const N: usize>(&self, at: usize, v: [f32; N]) {
+        debug_assert!(at + N <= self.len);
         // SAFETY: as above.
-        unsafe { self.ptr.add(at).cast::<[f32; 8]>().write_unaligned(v) }
+        unsafe { self.ptr.add(at).cast::<[f32; N]>().write_unaligned(v) }
     }
 }
 
