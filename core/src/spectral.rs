@@ -22,6 +22,9 @@ const EXTRA: usize = 1;
 const DEPTH: usize = 20;
 /// Largest basis.
 const MAX_BASIS: usize = 64;
+/// Blocks of Ritz vectors kept at a restart (thick restart): the next basis starts from
+/// them instead of rebuilding them from the wanted block alone.
+const KEPT_BLOCKS: usize = 4;
 /// Restarts before giving up.
 const MAX_RESTARTS: usize = 400;
 /// Converged when ‖B x − θ x‖ is below this for each wanted vector (L's residual is twice it).
@@ -49,21 +52,26 @@ pub enum SpectralOutcome {
     NotConverged,
 }
 
-fn sizes(n: usize, dims: usize) -> (usize, usize) {
+/// (block, basis, kept): vectors per Krylov block, largest basis, Ritz vectors kept at a
+/// restart.
+fn sizes(n: usize, dims: usize) -> (usize, usize, usize) {
     let block = (dims + EXTRA).min(n.saturating_sub(1)).max(1);
     let depth = DEPTH.min(MAX_BASIS / block).max(2);
     let basis = (block * depth).min(n.saturating_sub(1)).max(block);
-    (block, basis)
+    let kept = (KEPT_BLOCKS * block)
+        .min(basis.saturating_sub(block))
+        .max(block);
+    (block, basis, kept)
 }
 
 /// Scratch for `spectral_embedding` on `n` points and `dims` vectors.
 pub fn spectral_scratch(n: usize, dims: usize) -> ScratchSize {
-    let (block, basis) = sizes(n, dims);
+    let (_, basis, kept) = sizes(n, dims);
     ScratchSize::new()
         .plus::<u32>(n) // component labels
         .plus::<f64>(2 * n) // D^{-1/2}, trivial vector
         .plus::<f64>(2 * basis * n) // Q and BQ
-        .plus::<f64>(block * n) // Ritz block
+        .plus::<f64>(2 * kept * n) // kept Ritz vectors and their images
         .plus::<f64>(3 * basis * basis) // T, its eigenvectors, work
         .plus::<f64>(basis)
         .plus::<f64>(chunk_count(n, REDUCE_ROWS) * basis * basis) // chunk partial sums
@@ -113,7 +121,7 @@ pub fn spectral_embedding(
     ensure_len("vectors", n * dims, vectors.len())?;
     ensure_len("values", dims, values.len())?;
     ensure_len("scratch", spectral_scratch(n, dims).bytes(), scratch.len())?;
-    let (block, basis) = sizes(n, dims);
+    let (block, basis, keep) = sizes(n, dims);
     let mut s = Scratch::new(scratch);
     let labels = s.take::<u32>(n, "component labels")?;
     let comps = components(graph, labels);
@@ -127,7 +135,8 @@ pub fn spectral_embedding(
     let trivial = s.take::<f64>(n, "trivial eigenvector")?;
     let q = s.take::<f64>(basis * n, "krylov basis")?;
     let bq = s.take::<f64>(basis * n, "krylov images")?;
-    let ritz = s.take::<f64>(block * n, "ritz block")?;
+    let ritz = s.take::<f64>(keep * n, "ritz vectors")?;
+    let bx = s.take::<f64>(keep * n, "ritz images")?;
     let t = s.take::<f64>(basis * basis, "projected matrix")?;
     let tv = s.take::<f64>(basis * basis, "projected eigenvectors")?;
     let work = s.take::<f64>(basis * basis, "eigen work")?;
@@ -165,16 +174,24 @@ pub fn spectral_embedding(
     }
     let mut outcome = SpectralOutcome::NotConverged;
     let mut coef = [0.0f64; MAX_COEFS];
+    // Ritz vectors carried into the next restart (with their images under B): none at first.
+    let mut kept = 0;
     for restart in 0..MAX_RESTARTS {
-        // Basis: the current block, then B applied block by block, all orthonormalised.
-        let mut filled = 0;
-        for b in 0..basis / block {
+        // Basis: the kept Ritz vectors (or, at first, the random block), then Krylov blocks,
+        // all orthonormalised. After a restart the first new block is B applied to the
+        // leading Ritz vectors (their residual directions, once projected).
+        q[..kept * n].copy_from_slice(&ritz[..kept * n]);
+        bq[..kept * n].copy_from_slice(&bx[..kept * n]);
+        let mut filled = kept;
+        while filled + block <= basis {
             for c in 0..block {
                 let col = filled + c;
-                let src = if b == 0 {
+                let src = if filled == 0 {
                     &ritz[c * n..(c + 1) * n]
+                } else if filled == kept {
+                    &bq[c * n..(c + 1) * n]
                 } else {
-                    &bq[((b - 1) * block + c) * n..((b - 1) * block + c + 1) * n]
+                    &bq[(filled - block + c) * n..(filled - block + c + 1) * n]
                 };
                 q[col * n..(col + 1) * n].copy_from_slice(src);
             }
@@ -194,7 +211,7 @@ pub fn spectral_embedding(
                 let (prev, cur) = q.split_at_mut(col * n);
                 let cur = &mut cur[..n];
                 // Within the block; the earlier blocks were projected out above.
-                let kept = orthonormalise(
+                let share = orthonormalise(
                     par,
                     cur,
                     trivial,
@@ -203,7 +220,7 @@ pub fn spectral_embedding(
                     partials,
                     &mut coef,
                 );
-                if !matches!(kept, Some(f) if f > MIN_KEPT) {
+                if !matches!(share, Some(f) if f > MIN_KEPT) {
                     // Most of it cancelled (rounding may now matter), or all of it: against
                     // the whole basis, then from a fresh direction if nothing is left.
                     if orthonormalise(par, cur, trivial, prev, col, partials, &mut coef).is_none() {
@@ -236,19 +253,28 @@ pub fn spectral_embedding(
             }
         }
         symmetric_eigen(&mut t[..k * k], k, &mut tv[..k * k], &mut theta[..k], work);
-        // Ritz vectors X = Q S, and the residuals ‖BQ S − θ Q S‖ of the wanted ones.
+        // The leading Ritz vectors X = Q S and their images B X = BQ S (kept for the next
+        // restart), and the residuals ‖BQ S − θ Q S‖ of the wanted ones.
+        kept = keep.min(k);
         {
-            let shared = SharedMut::new(&mut *ritz);
+            let (sx, sbx) = (SharedMut::new(&mut *ritz), SharedMut::new(&mut *bx));
             let tv = &*tv;
             par.run(chunk_count(n, REDUCE_ROWS), &|task| {
                 let lo = task * REDUCE_ROWS;
                 let hi = (lo + REDUCE_ROWS).min(n);
-                for c in 0..block {
-                    // SAFETY: this task alone writes rows [lo, hi) of each Ritz vector.
-                    let x = unsafe { shared.range(c * n + lo, c * n + hi) };
+                for c in 0..kept {
+                    // SAFETY: this task alone writes rows [lo, hi) of each kept vector.
+                    let (x, y) = unsafe {
+                        (
+                            sx.range(c * n + lo, c * n + hi),
+                            sbx.range(c * n + lo, c * n + hi),
+                        )
+                    };
                     x.fill(0.0);
+                    y.fill(0.0);
                     for a in 0..k {
                         axpy(tv[a * k + c], &q[a * n + lo..a * n + hi], x);
+                        axpy(tv[a * k + c], &bq[a * n + lo..a * n + hi], y);
                     }
                 }
             });
