@@ -237,8 +237,8 @@ struct Heap<'a> {
     ix: &'a mut [u32],
     fl: &'a mut [u8],
     len: &'a mut u32,
-    /// `d[0]` once the heap is full, +∞ before: kept apart from the heaps so that most
-    /// refusals (and the local join's filter) need not touch the heap's memory.
+    /// `d[0]` once the heap is full, +∞ before: kept apart from the heaps so that the local
+    /// join's filter, and a refusal, need not touch the heap's memory.
     worst: &'a mut f32,
 }
 
