@@ -1,13 +1,15 @@
 //! FFT-accelerated interpolation repulsion for 1-D and 2-D embeddings (Linderman et al. 2019;
 //! MATH §9). Charges are spread onto an equispaced grid by Lagrange interpolation, convolved
-//! with the kernel K = (1 + r²/α)^−(α+1) by FFT, and interpolated back. With the charges
-//! [1, y, ‖y‖²] one convolution gives both the repulsive forces and Z, because
-//! w = K·(1 + r²/α) and r² = ‖y_i‖² − 2 y_i·y_j + ‖y_j‖².
+//! with the kernel K = (1 + r²/α)^−(α+1) by FFT, and interpolated back. The charges [1, y]
+//! give φ0_i = Σ_j K_ij and φ1_i = Σ_j K_ij y_j, hence the forces y_i φ0_i − φ1_i. Z needs
+//! Σ_ij K_ij ‖y_j‖² as well (w = K·(1 + r²/α), r² = ‖y_i‖² − 2 y_i·y_j + ‖y_j‖²), but K is
+//! symmetric, also after interpolation (W K_grid Wᵀ), so that sum equals Σ_i ‖y_i‖² φ0_i
+//! and no ‖y‖² charge is needed: three real convolutions for 2-D instead of four.
 
 use crate::error::{Error, Result, ensure, ensure_len};
 use crate::fft::{self, FftPlan};
 use crate::gradient::{OutputKernel, TASK_ROWS, partials_len};
-use crate::parallel::{Parallel, SharedMut, for_row_chunks, for_row_chunks_sum};
+use crate::parallel::{Parallel, SharedMut, for_row_chunks, for_row_chunks_sum, for_row_chunks2};
 use crate::scratch::{Scratch, ScratchSize};
 
 /// Grid settings. Defaults: 3 nodes per interval and at least 50 intervals (openTSNE's), and
@@ -86,25 +88,21 @@ impl FftParams {
     }
 }
 
-fn charges(dims: usize) -> usize {
-    dims + 2
-}
-
-/// Two real charges share one complex grid (real and imaginary parts): the kernel is real,
-/// so the convolution keeps them apart.
-fn grids(dims: usize) -> usize {
-    charges(dims).div_ceil(2)
+/// Grid values of the scratch: the kernel's spectrum and the complex grid carrying charges 1
+/// and y_1 (2 arrays each), and for 2-D the real grid of y_2, packed in pairs of rows (one
+/// array) with its half spectrum (two).
+fn grid_cells(dims: usize, m: usize) -> usize {
+    if dims == 1 { 4 * m } else { 7 * m * m }
 }
 
 /// Scratch for `repulsion_fft` on a `dims`-D embedding (dims 1 or 2).
 pub fn fft_scratch(dims: usize, params: &FftParams) -> ScratchSize {
     let m = params.max_len(dims);
-    let cells = if dims == 1 { m } else { m * m };
     ScratchSize::new()
         .plus::<f32>(4) // cache key of the kernel spectrum
         .plus::<f32>(2 * fft::plan_len(m))
         .plus::<u32>(fft::plan_len(m))
-        .plus::<f32>(2 * cells * (1 + grids(dims)))
+        .plus::<f32>(grid_cells(dims, m))
         .plus::<u8>(if dims == 1 {
             0
         } else {
@@ -237,7 +235,6 @@ pub fn repulsion_fft(
     let grid = choose_grid(y, n, dims, params)?;
     let m = grid.m;
     let cells = if dims == 1 { m } else { m * m };
-    let nc = charges(dims);
     let mut s = Scratch::new(scratch);
     let key = s.take_as_is::<f32>(4, "kernel cache key")?;
     let twr = s.take::<f32>(m, "fft twiddles")?;
@@ -246,10 +243,17 @@ pub fn repulsion_fft(
     let plan = FftPlan::new(m, twr, twi, rev)?;
     let kr = s.take_as_is::<f32>(cells, "kernel grid")?;
     let ki = s.take_as_is::<f32>(cells, "kernel grid")?;
-    let ng = grids(dims);
-    // Overwritten (zeroed, then spread into) below.
-    let qr = s.take_as_is::<f32>(ng * cells, "charge grids")?;
-    let qi = s.take_as_is::<f32>(ng * cells, "charge grids")?;
+    // Overwritten (zeroed, then spread into) below. The third charge's grids stay empty in
+    // 1-D.
+    let qr = s.take_as_is::<f32>(cells, "charge grid")?;
+    let qi = s.take_as_is::<f32>(cells, "charge grid")?;
+    let third = if dims == 1 { 0 } else { cells };
+    let (hr, hi) = (
+        s.take_as_is::<f32>(third, "half spectrum")?,
+        s.take_as_is::<f32>(third, "half spectrum")?,
+    );
+    let packed = s.take_as_is::<f32>(third, "packed real grid")?;
+    let (pr, pi) = packed.split_at_mut(third / 2);
     let columns = if dims == 1 {
         &mut [][..]
     } else {
@@ -303,41 +307,60 @@ pub fn repulsion_fft(
     }
     key.copy_from_slice(&wanted_key);
 
-    // Spread the charges: task c fills complex grid c (charge 2c in its real part, 2c + 1 in
-    // its imaginary part), so the interpolation weights are computed once per point and task.
-    let (gr, gi) = (SharedMut::new(qr), SharedMut::new(qi));
-    par.run(ng, &|c| {
-        // SAFETY: task c alone owns grid c (both parts).
-        let (g0, g1) = unsafe {
-            (
-                gr.range(c * cells, (c + 1) * cells),
-                gi.range(c * cells, (c + 1) * cells),
-            )
-        };
-        g0.fill(0.0);
-        g1.fill(0.0);
-        let (c0, c1) = (2 * c, 2 * c + 1);
-        let has_second = c1 < nc;
+    // Spread the charges. Task 0 fills the complex grid (charge 1 in its real part, y_1 in
+    // its imaginary part); in 2-D task 1 fills the packed real grid with y_2 (node row r in
+    // row r / 2 of the even or odd half). The Lagrange weights are computed once per point
+    // and task. The transforms read only the first `nodes` rows.
+    let pairs = nodes.div_ceil(2);
+    let (sq, sp) = (
+        (SharedMut::new(&mut *qr), SharedMut::new(&mut *qi)),
+        (SharedMut::new(&mut *pr), SharedMut::new(&mut *pi)),
+    );
+    par.run(dims, &|task| {
         let (mut wx, mut wy) = ([0.0f32; MAX_NODES], [0.0f32; MAX_NODES]);
-        for i in 0..n {
-            let yi = &y[i * dims..(i + 1) * dims];
-            let q0 = charge(c0, yi);
-            let q1 = if has_second { charge(c1, yi) } else { 0.0 };
-            let bx = grid.locate(yi[0], 0, &mut wx);
-            if dims == 1 {
-                for k in 0..grid.p {
-                    g0[bx + k] += q0 * wx[k];
-                    g1[bx + k] += q1 * wx[k];
+        if task == 0 {
+            let used = if dims == 1 { cells } else { nodes * m };
+            // SAFETY: task 0 alone touches the complex grid.
+            let (g0, g1) = unsafe { (sq.0.range(0, used), sq.1.range(0, used)) };
+            g0.fill(0.0);
+            g1.fill(0.0);
+            for i in 0..n {
+                let yi = &y[i * dims..(i + 1) * dims];
+                let bx = grid.locate(yi[0], 0, &mut wx);
+                if dims == 1 {
+                    for k in 0..grid.p {
+                        g0[bx + k] += wx[k];
+                        g1[bx + k] += yi[0] * wx[k];
+                    }
+                    continue;
                 }
-            } else {
                 let by = grid.locate(yi[1], 1, &mut wy);
                 for k in 0..grid.p {
                     let at = (bx + k) * m + by;
                     let (r0, r1) = (&mut g0[at..at + grid.p], &mut g1[at..at + grid.p]);
-                    let (a0, a1) = (q0 * wx[k], q1 * wx[k]);
+                    let (a0, a1) = (wx[k], yi[0] * wx[k]);
                     for l in 0..grid.p {
                         r0[l] += a0 * wy[l];
                         r1[l] += a1 * wy[l];
+                    }
+                }
+            }
+        } else {
+            // SAFETY: task 1 alone touches the packed grid.
+            let (even, odd) = unsafe { (sp.0.range(0, pairs * m), sp.1.range(0, pairs * m)) };
+            even.fill(0.0);
+            odd.fill(0.0);
+            for i in 0..n {
+                let yi = &y[i * dims..(i + 1) * dims];
+                let bx = grid.locate(yi[0], 0, &mut wx);
+                let by = grid.locate(yi[1], 1, &mut wy);
+                for k in 0..grid.p {
+                    let row = bx + k;
+                    let g = if row % 2 == 0 { &mut *even } else { &mut *odd };
+                    let at = row / 2 * m + by;
+                    let a = yi[1] * wx[k];
+                    for (l, v) in g[at..at + grid.p].iter_mut().enumerate() {
+                        *v += a * wy[l];
                     }
                 }
             }
@@ -345,30 +368,23 @@ pub fn repulsion_fft(
     });
 
     // Convolve: forward transform, multiply by the kernel's spectrum, inverse transform.
-    for c in 0..ng {
-        let (g, gim) = (
-            &mut qr[c * cells..(c + 1) * cells],
-            &mut qi[c * cells..(c + 1) * cells],
-        );
-        if dims == 1 {
-            plan.run(g, gim, false);
-            multiply(g, gim, kr, ki);
-            plan.run(g, gim, true);
-            let sc = 1.0 / m as f32;
-            g.iter_mut().chain(gim.iter_mut()).for_each(|v| *v *= sc);
-        } else {
-            fft::fft2_forward(&plan, g, gim, nodes, par, columns)?;
-            multiply(g, gim, kr, ki);
-            fft::fft2_inverse(&plan, g, gim, nodes, par, columns)?;
-        }
+    if dims == 1 {
+        plan.run(qr, qi, false);
+        multiply(qr, qi, kr, ki, m, m, par);
+        plan.run(qr, qi, true);
+        let sc = 1.0 / m as f32;
+        qr.iter_mut().chain(qi.iter_mut()).for_each(|v| *v *= sc);
+    } else {
+        fft::fft2_forward(&plan, qr, qi, nodes, par, columns)?;
+        multiply(qr, qi, kr, ki, m, m, par);
+        fft::fft2_inverse(&plan, qr, qi, nodes, par, columns)?;
+        fft::fft2_forward_real(&plan, pr, pi, nodes, hr, hi, par, columns)?;
+        multiply(hr, hi, kr, ki, m, fft::half_columns(m), par);
+        fft::fft2_inverse_real(&plan, hr, hi, nodes, pr, pi, par, columns)?;
     }
 
     // Interpolate the potentials back and combine them into forces and Z.
-    let (qr, qi) = (&*qr, &*qi);
-    let component = |c: usize| -> &[f32] {
-        let g = if c % 2 == 0 { qr } else { qi };
-        &g[(c / 2) * cells..(c / 2 + 1) * cells]
-    };
+    let (qr, qi, pr, pi) = (&*qr, &*qi, &*pr, &*pi);
     let inv_dof = 1.0 / dof as f64;
     let z = for_row_chunks_sum(
         par,
@@ -384,29 +400,35 @@ pub fn repulsion_fft(
                 let i = first + r;
                 let yi = &y[i * dims..(i + 1) * dims];
                 let bx = grid.locate(yi[0], 0, &mut wx);
-                let mut phi = [0.0f64; 4];
+                // phi = [Σ K, Σ K y_j (per axis)]
+                let mut phi = [0.0f64; 3];
                 if dims == 1 {
-                    for (c, ph) in phi.iter_mut().enumerate().take(nc) {
-                        let g = component(c);
+                    for (ph, g) in phi.iter_mut().zip([qr, qi]) {
                         *ph = (0..grid.p).map(|k| (wx[k] * g[bx + k]) as f64).sum();
                     }
                 } else {
                     let by = grid.locate(yi[1], 1, &mut wy);
-                    for (c, ph) in phi.iter_mut().enumerate().take(nc) {
-                        let g = component(c);
-                        let mut acc = 0.0f32;
-                        for k in 0..grid.p {
-                            let row = &g[(bx + k) * m + by..];
+                    let mut acc = [0.0f32; 3];
+                    for k in 0..grid.p {
+                        let row = bx + k;
+                        let packed = if row % 2 == 0 { pr } else { pi };
+                        let sources = [
+                            &qr[row * m + by..],
+                            &qi[row * m + by..],
+                            &packed[row / 2 * m + by..],
+                        ];
+                        for (a, g) in acc.iter_mut().zip(sources) {
                             let mut rk = 0.0f32;
                             for l in 0..grid.p {
-                                rk += wy[l] * row[l];
+                                rk += wy[l] * g[l];
                             }
-                            acc += wx[k] * rk;
+                            *a += wx[k] * rk;
                         }
-                        *ph = acc as f64;
+                    }
+                    for (ph, a) in phi.iter_mut().zip(acc) {
+                        *ph = a as f64;
                     }
                 }
-                // phi = [Σ K, Σ K y_j (per axis), Σ K ‖y_j‖²]
                 let mut norm2 = 0.0f64;
                 let mut dot = 0.0f64;
                 for a in 0..dims {
@@ -415,7 +437,9 @@ pub fn repulsion_fft(
                     dot += ya * phi[1 + a];
                     out[r * dims + a] = (ya * phi[0] - phi[1 + a]) as f32;
                 }
-                let zi = phi[0] + (norm2 * phi[0] - 2.0 * dot + phi[1 + dims]) * inv_dof;
+                // Point i's share of Z: Σ_j K_ij (1 + (‖y_i‖² − 2 y_i·y_j + ‖y_j‖²)/α), with
+                // Σ_j K_ij ‖y_j‖² swapped for ‖y_i‖² φ0_i (equal summed over i; see the top).
+                let zi = phi[0] + (2.0 * norm2 * phi[0] - 2.0 * dot) * inv_dof;
                 zsum += zi - 1.0; // minus the self-interaction K(0)·1
             }
             zsum
@@ -424,21 +448,28 @@ pub fn repulsion_fft(
     Ok(z)
 }
 
-#[inline(always)]
-fn charge(c: usize, y: &[f32]) -> f32 {
-    match c {
-        0 => 1.0,
-        _ if c <= y.len() => y[c - 1],
-        _ => y.iter().map(|v| v * v).sum(),
-    }
-}
-
-fn multiply(ar: &mut [f32], ai: &mut [f32], br: &[f32], bi: &[f32]) {
-    for j in 0..ar.len() {
-        let (x, y) = (ar[j], ai[j]);
-        ar[j] = x * br[j] - y * bi[j];
-        ai[j] = x * bi[j] + y * br[j];
-    }
+/// a ← a·b element by element over the first `cols` columns of every row of an m-column
+/// grid (complex, split into real and imaginary arrays).
+fn multiply(
+    ar: &mut [f32],
+    ai: &mut [f32],
+    br: &[f32],
+    bi: &[f32],
+    m: usize,
+    cols: usize,
+    par: &dyn Parallel,
+) {
+    let rows = ar.len() / m;
+    for_row_chunks2(par, rows, 64, ar, m, ai, m, &|_, first, count, ar, ai| {
+        for q in 0..count {
+            let (o, g) = (q * m, (first + q) * m);
+            for j in 0..cols {
+                let (x, y) = (ar[o + j], ai[o + j]);
+                ar[o + j] = x * br[g + j] - y * bi[g + j];
+                ai[o + j] = x * bi[g + j] + y * br[g + j];
+            }
+        }
+    });
 }
 
 #[cfg(test)]
