@@ -132,6 +132,7 @@ fn attraction_rows(
 fn attraction_rows_2d_cauchy(p: CsrRef, y: &[f32], first: usize, rows: usize, out: &mut [f32]) {
     use wide::f32x8;
     let one = f32x8::splat(1.0);
+    let (pts, _) = y.as_chunks::<2>();
     for r in 0..rows {
         let i = first + r;
         let (xi, yi) = (y[2 * i], y[2 * i + 1]);
@@ -139,11 +140,11 @@ fn attraction_rows_2d_cauchy(p: CsrRef, y: &[f32], first: usize, rows: usize, ou
         let body = cols.len() - cols.len() % 8;
         let (mut fx, mut fy) = (f32x8::ZERO, f32x8::ZERO);
         let (vx, vy) = (f32x8::splat(xi), f32x8::splat(yi));
-        for c in (0..body).step_by(8) {
-            let j: [usize; 8] = core::array::from_fn(|l| cols[c + l] as usize);
-            let dx = vx - f32x8::from(j.map(|j| y[2 * j]));
-            let dy = vy - f32x8::from(j.map(|j| y[2 * j + 1]));
-            let pv = f32x8::from(<[f32; 8]>::try_from(&vals[c..c + 8]).unwrap());
+        for (cj, cv) in cols[..body].chunks_exact(8).zip(vals[..body].chunks_exact(8)) {
+            let q: [[f32; 2]; 8] = core::array::from_fn(|l| pts[cj[l] as usize]);
+            let dx = vx - f32x8::from(q.map(|v| v[0]));
+            let dy = vy - f32x8::from(q.map(|v| v[1]));
+            let pv = f32x8::from(<[f32; 8]>::try_from(cv).unwrap());
             let q = pv / (one + dx * dx + dy * dy);
             fx += q * dx;
             fy += q * dy;
