@@ -9,7 +9,7 @@
 use crate::error::{Error, Result, ensure, ensure_len};
 use crate::fft::{self, FftPlan};
 use crate::gradient::{OutputKernel, TASK_ROWS, partials_len};
-use crate::parallel::{Parallel, SharedMut, for_row_chunks, for_row_chunks_sum, for_row_chunks2};
+use crate::parallel::{Parallel, SharedMut, for_row_chunks_sum, for_row_chunks2};
 use crate::scratch::{Scratch, ScratchSize};
 
 /// Grid settings. Defaults: 3 nodes per interval and at least 50 intervals (openTSNE's), and
@@ -291,19 +291,47 @@ pub fn repulsion_fft(
         }
         plan.run(kr, ki, false);
     } else {
-        ki.fill(0.0);
-        for_row_chunks(par, m, 16, kr, m, &|_, first, rows, out| {
-            for r in 0..rows {
-                let di = offset(first + r);
-                for j in 0..m {
-                    out[r * m + j] = match (di, offset(j)) {
-                        (Some(a), Some(b)) => kval(a * a + b * b),
-                        _ => 0.0,
-                    };
+        // Recomputed whenever the grid changes (about one iteration in five while the map
+        // grows), so at half cost: the kernel is real and even, so its rows go through the
+        // real transform in pairs (packed as it takes them; the packed grid is free until
+        // the charges are spread), each row's values are mirrored rather than evaluated
+        // twice, and the spectrum's columns past the half equal their mirror images.
+        let kernel_row = |r: usize, out: &mut [f32]| {
+            out.fill(0.0);
+            let Some(a) = offset(r) else { return };
+            for j in 0..nodes.min(m) {
+                let v = kval(a * a + (j as f32 * h) * (j as f32 * h));
+                out[j] = v;
+                if j > 0 {
+                    out[m - j] = v;
+                }
+            }
+        };
+        for_row_chunks2(
+            par,
+            m / 2,
+            16,
+            pr,
+            m,
+            pi,
+            m,
+            &|_, first, count, even, odd| {
+                for q in 0..count {
+                    kernel_row(2 * (first + q), &mut even[q * m..(q + 1) * m]);
+                    kernel_row(2 * (first + q) + 1, &mut odd[q * m..(q + 1) * m]);
+                }
+            },
+        );
+        fft::fft2_forward_real(&plan, pr, pi, m, kr, ki, par, columns)?;
+        let half = fft::half_columns(m);
+        for_row_chunks2(par, m, 64, kr, m, ki, m, &|_, _, count, re, im| {
+            for q in 0..count {
+                for c in half..m {
+                    re[q * m + c] = re[q * m + m - c];
+                    im[q * m + c] = im[q * m + m - c];
                 }
             }
         });
-        fft::fft2_forward(&plan, kr, ki, m, par, columns)?;
     }
     key.copy_from_slice(&wanted_key);
 

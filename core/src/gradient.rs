@@ -140,7 +140,10 @@ fn attraction_rows_2d_cauchy(p: CsrRef, y: &[f32], first: usize, rows: usize, ou
         let body = cols.len() - cols.len() % 8;
         let (mut fx, mut fy) = (f32x8::ZERO, f32x8::ZERO);
         let (vx, vy) = (f32x8::splat(xi), f32x8::splat(yi));
-        for (cj, cv) in cols[..body].chunks_exact(8).zip(vals[..body].chunks_exact(8)) {
+        for (cj, cv) in cols[..body]
+            .chunks_exact(8)
+            .zip(vals[..body].chunks_exact(8))
+        {
             let q: [[f32; 2]; 8] = core::array::from_fn(|l| pts[cj[l] as usize]);
             let dx = vx - f32x8::from(q.map(|v| v[0]));
             let dy = vy - f32x8::from(q.map(|v| v[1]));
