@@ -512,18 +512,32 @@ impl Step {
             let total: f64 = (0..tasks).map(|t| chunk_sums[t * MEAN_DIMS + c]).sum();
             mean[c] = (total / n as f64) as f32;
         }
-        let sy = SharedMut::new(&mut *y);
+        // Centre, each chunk noting its first non-finite value (in the slot its sums used).
+        let (sy, ss) = (SharedMut::new(&mut *y), SharedMut::new(&mut chunk_sums[..]));
         par.run(tasks, &|t| {
             let (lo, hi) = (t * STEP_ROWS, ((t + 1) * STEP_ROWS).min(n));
-            // SAFETY: task t alone owns points [lo, hi).
-            let y = unsafe { sy.range(lo * dims, hi * dims) };
+            // SAFETY: task t alone owns points [lo, hi) and its first slot of the sums.
+            let (y, bad) = unsafe {
+                (
+                    sy.range(lo * dims, hi * dims),
+                    ss.range(t * MEAN_DIMS, t * MEAN_DIMS + 1),
+                )
+            };
             for p in y.chunks_exact_mut(dims) {
                 for c in 0..md {
                     p[c] -= mean[c];
                 }
             }
+            bad[0] = y
+                .iter()
+                .position(|v| !v.is_finite())
+                .map_or(-1.0, |c| (lo * dims + c) as f64);
         });
-        if let Some(c) = y.iter().position(|v| !v.is_finite()) {
+        if let Some(c) = (0..tasks)
+            .map(|t| chunk_sums[t * MEAN_DIMS])
+            .find(|&c| c >= 0.0)
+        {
+            let c = c as usize;
             return Err(Error::NonFinite {
                 row: c / dims,
                 col: c % dims,
@@ -565,6 +579,20 @@ mod tests {
             for t in [2, 4] {
                 assert!(one == run(&crate::threads::Threads::new(t)), "{t} threads");
             }
+            // A non-finite force in the last chunk is reported, alike on any thread count.
+            let mut bad_attr = attr.clone();
+            bad_attr[nd - dims] = f32::NAN;
+            let failing = |par: &dyn Parallel| {
+                let (mut u, mut g, mut y) = (update0.clone(), gains0.clone(), y0.clone());
+                let mut sums = vec![0.0; MEAN_DIMS * chunk_count(n, STEP_ROWS)];
+                step.apply(
+                    par, dims, &bad_attr, &rep, &mut u, &mut g, &mut y, &mut sums,
+                )
+                .unwrap_err()
+            };
+            let err = failing(&Serial);
+            assert!(matches!(err, Error::NonFinite { .. }), "{err:?}");
+            assert_eq!(err, failing(&crate::threads::Threads::new(3)));
             // The plain serial loop, centred with a mean summed point by point.
             let (mut u, mut g, mut y) = (update0.clone(), gains0.clone(), y0.clone());
             for i in 0..n {
