@@ -270,8 +270,9 @@ impl FittedModel {
 /// The subspace t-SNE's `pca` option reduces `x` to (`r × D` rows), exactly as the fit
 /// computed it with the same seed.
 pub fn pca_basis(x: MatRef, r: usize, seed: u64, par: &dyn Parallel) -> Result<Vec<f32>> {
-    let mut scratch = try_zeroed::<u8>(project::subspace_scratch(x.rows(), x.cols(), r).bytes())?;
+    let mut scratch =
+        try_zeroed::<u8>(project::subspace_scratch(x.rows(), x.cols(), r, 0).bytes())?;
     let mut basis = try_zeroed::<f32>(r * x.cols())?;
-    project::dominant_subspace(x, r, seed, par, &mut scratch, &mut basis)?;
+    project::dominant_subspace(x, r, 0, seed, par, &mut scratch, &mut basis)?;
     Ok(basis)
 }

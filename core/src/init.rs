@@ -21,7 +21,7 @@ pub fn pca_scratch(n: usize, d: usize) -> ScratchSize {
     ScratchSize::new()
         .plus::<f32>(r * d) // basis V
         .plus::<f32>(n * r) // scores U = X V
-        .plus::<u8>(project::subspace_scratch(n, d, r).bytes())
+        .plus::<u8>(project::subspace_scratch(n, d, r, 0).bytes())
 }
 
 /// Projects `x` onto its first `dims` principal components into `y` (`n × dims`), scaled so
@@ -53,8 +53,11 @@ pub fn pca_init(
     let mut s = Scratch::new(scratch);
     let v = s.take::<f32>(r * d, "pca basis")?;
     let u = s.take::<f32>(n * r, "pca scores")?;
-    let sub = s.take::<u8>(project::subspace_scratch(n, d, r).bytes(), "pca subspace")?;
-    project::dominant_subspace(x, r, seed, par, sub, v)?;
+    let sub = s.take::<u8>(
+        project::subspace_scratch(n, d, r, 0).bytes(),
+        "pca subspace",
+    )?;
+    project::dominant_subspace(x, r, 0, seed, par, sub, v)?;
     project::project(x, v, r, par, u)?;
 
     // Centre the scores (the same as centring X), then T = UᵀU in f64. Unused rows and

@@ -81,6 +81,17 @@ impl<'a> MatRef<'a> {
         &self.data[s..s + self.cols]
     }
 
+    /// Every `step`-th row (rows 0, step, 2·step, …) as a view.
+    pub fn every_nth_row(&self, step: usize) -> MatRef<'a> {
+        let step = step.max(1);
+        MatRef {
+            data: self.data,
+            rows: self.rows.div_ceil(step),
+            cols: self.cols,
+            stride: self.stride * step,
+        }
+    }
+
     /// Rows `start .. start + count` as a view.
     pub fn slice_rows(&self, start: usize, count: usize) -> MatRef<'a> {
         assert!(start + count <= self.rows, "rows out of range");

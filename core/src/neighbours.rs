@@ -65,6 +65,11 @@ fn pool_size(n: usize, k: usize, nnd: &NnDescentParams) -> usize {
     p.max(k).min(n.saturating_sub(1))
 }
 
+/// Rows the projected search's subspace is estimated from, at most (evenly spaced): the
+/// leading directions of a large sample are those of the whole set, at a fraction of the
+/// passes over the data.
+const SUBSPACE_ROWS: usize = 16_384;
+
 fn projected_scratch(n: usize, d: usize, k: usize, r: usize, nnd: &NnDescentParams) -> ScratchSize {
     let pool = pool_size(n, k, nnd);
     ScratchSize::new()
@@ -75,7 +80,7 @@ fn projected_scratch(n: usize, d: usize, k: usize, r: usize, nnd: &NnDescentPara
         .plus::<u32>(n) // visiting order
         .plus::<u8>(n) // visited flags
         .plus::<u8>(
-            project::subspace_scratch(n, d, r)
+            project::subspace_scratch(n, d, r, SUBSPACE_ROWS)
                 .max(nndescent::nn_descent_scratch(
                     n,
                     r,
@@ -115,7 +120,7 @@ fn projected_search(
     let order = st.take::<u32>(n, "visiting order")?;
     let visited = st.take::<u8>(n, "visited flags")?;
     let rest = st.rest_mut();
-    project::dominant_subspace(x, r, nnd.seed, par, rest, basis)?;
+    project::dominant_subspace(x, r, SUBSPACE_ROWS, nnd.seed, par, rest, basis)?;
     project::project(x, basis, r, par, z)?;
     knn::fill_norms(x, metric, Kernel::Simd, norms);
     if metric == Metric::Cosine {

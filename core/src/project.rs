@@ -14,8 +14,20 @@ const TASK_ROWS: usize = 256;
 /// Fixed row chunks for the Xᵀ·A reduction (results independent of the thread count).
 const REDUCE_TASKS: usize = 8;
 
-/// Scratch for `dominant_subspace` with `n` points of `d` columns and `r` directions.
-pub fn subspace_scratch(n: usize, d: usize, r: usize) -> ScratchSize {
+/// The step between the rows `dominant_subspace` reads when told to use at most
+/// `max_rows` of `n` (0: all).
+fn sample_step(n: usize, max_rows: usize) -> usize {
+    if max_rows == 0 {
+        1
+    } else {
+        n.div_ceil(max_rows).max(1)
+    }
+}
+
+/// Scratch for `dominant_subspace` with `n` points of `d` columns, `r` directions and at
+/// most `max_rows` rows read (0: all).
+pub fn subspace_scratch(n: usize, d: usize, r: usize, max_rows: usize) -> ScratchSize {
+    let n = n.div_ceil(sample_step(n, max_rows));
     ScratchSize::new()
         .plus::<f32>(d) // mean
         .plus::<f32>(r * d) // random test directions
@@ -25,15 +37,18 @@ pub fn subspace_scratch(n: usize, d: usize, r: usize) -> ScratchSize {
 }
 
 /// Writes `r` orthonormal directions (rows of `basis`, `r × d`) spanning approximately the
-/// top-`r` principal subspace of `x`: V = orth(X_cᵀ X_c Ω) for a Gaussian Ω.
+/// top-`r` principal subspace of `x`: V = orth(X_cᵀ X_c Ω) for a Gaussian Ω. With
+/// `max_rows` > 0, from evenly spaced rows, at most that many (0: every row).
 pub fn dominant_subspace(
     x: MatRef,
     r: usize,
+    max_rows: usize,
     seed: u64,
     par: &dyn Parallel,
     scratch: &mut [u8],
     basis: &mut [f32],
 ) -> Result<()> {
+    let x = x.every_nth_row(sample_step(x.rows(), max_rows));
     let (n, d) = (x.rows(), x.cols());
     ensure(
         r >= 1 && r <= d,
@@ -172,26 +187,29 @@ mod tests {
             .map(|i| (g.normal() * if i % d < 4 { 10.0 } else { 1.0 }) as f32)
             .collect();
         let m = MatRef::dense(&x, n, d).unwrap();
-        let mut sc = vec![0u8; subspace_scratch(n, d, r).bytes()];
-        let mut basis = vec![0.0; r * d];
-        dominant_subspace(m, r, 1, &Serial, &mut sc, &mut basis).unwrap();
-        for a in 0..r {
-            for b in 0..r {
-                let dot: f32 = (0..d).map(|f| basis[a * d + f] * basis[b * d + f]).sum();
-                assert!((dot - if a == b { 1.0 } else { 0.0 }).abs() < 1e-5);
+        // Every row, and a third of them (every third row).
+        for max_rows in [0, n / 3] {
+            let mut sc = vec![0u8; subspace_scratch(n, d, r, max_rows).bytes()];
+            let mut basis = vec![0.0; r * d];
+            dominant_subspace(m, r, max_rows, 1, &Serial, &mut sc, &mut basis).unwrap();
+            for a in 0..r {
+                for b in 0..r {
+                    let dot: f32 = (0..d).map(|f| basis[a * d + f] * basis[b * d + f]).sum();
+                    assert!((dot - if a == b { 1.0 } else { 0.0 }).abs() < 1e-5);
+                }
             }
-        }
-        // The four high-variance axes lie (almost) inside the subspace.
-        for f in 0..4 {
-            let inside: f32 = (0..r).map(|c| basis[c * d + f].powi(2)).sum();
-            assert!(inside > 0.95, "axis {f}: {inside}");
-        }
-        let mut z = vec![0.0; n * r];
-        project(m, &basis, r, &Serial, &mut z).unwrap();
-        for (i, j) in [(0usize, 1usize), (5, 77), (100, 399)] {
-            let full: f32 = (0..d).map(|f| (x[i * d + f] - x[j * d + f]).powi(2)).sum();
-            let low: f32 = (0..r).map(|c| (z[i * r + c] - z[j * r + c]).powi(2)).sum();
-            assert!(low <= full * (1.0 + 1e-5), "{low} > {full}");
+            // The four high-variance axes lie (almost) inside the subspace.
+            for f in 0..4 {
+                let inside: f32 = (0..r).map(|c| basis[c * d + f].powi(2)).sum();
+                assert!(inside > 0.95, "rows {max_rows}, axis {f}: {inside}");
+            }
+            let mut z = vec![0.0; n * r];
+            project(m, &basis, r, &Serial, &mut z).unwrap();
+            for (i, j) in [(0usize, 1usize), (5, 77), (100, 399)] {
+                let full: f32 = (0..d).map(|f| (x[i * d + f] - x[j * d + f]).powi(2)).sum();
+                let low: f32 = (0..r).map(|c| (z[i * r + c] - z[j * r + c]).powi(2)).sum();
+                assert!(low <= full * (1.0 + 1e-5), "{low} > {full}");
+            }
         }
     }
 }

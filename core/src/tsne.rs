@@ -229,7 +229,7 @@ pub fn tsne_scratch(n: usize, d: usize, params: &TsneParams) -> ScratchSize {
         None => (ScratchSize::new(), d),
     };
     let reduce_stage = match params.reduced_dims(d) {
-        Some(r) => project::subspace_scratch(n, d, r),
+        Some(r) => project::subspace_scratch(n, d, r, 0),
         None => ScratchSize::new(),
     };
     let stage = reduce_stage
@@ -273,10 +273,10 @@ pub fn tsne(
             {
                 let mut tmp = Scratch::new(s.rest_mut());
                 let sub = tmp.take::<u8>(
-                    project::subspace_scratch(n, x.cols(), r).bytes(),
+                    project::subspace_scratch(n, x.cols(), r, 0).bytes(),
                     "subspace scratch",
                 )?;
-                project::dominant_subspace(x, r, params.seed, par, sub, basis)?;
+                project::dominant_subspace(x, r, 0, params.seed, par, sub, basis)?;
             }
             project::project(x, basis, r, par, reduced)?;
             MatRef::dense(reduced, n, r)?
