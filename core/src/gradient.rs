@@ -132,7 +132,6 @@ fn attraction_rows(
 fn attraction_rows_2d_cauchy(p: CsrRef, y: &[f32], first: usize, rows: usize, out: &mut [f32]) {
     use wide::f32x8;
     let one = f32x8::splat(1.0);
-    let (pts, _) = y.as_chunks::<2>();
     for r in 0..rows {
         let i = first + r;
         let (xi, yi) = (y[2 * i], y[2 * i + 1]);
@@ -144,7 +143,10 @@ fn attraction_rows_2d_cauchy(p: CsrRef, y: &[f32], first: usize, rows: usize, ou
             .chunks_exact(8)
             .zip(vals[..body].chunks_exact(8))
         {
-            let q: [[f32; 2]; 8] = core::array::from_fn(|l| pts[cj[l] as usize]);
+            let q: [[f32; 2]; 8] = core::array::from_fn(|l| {
+                let j = 2 * cj[l] as usize;
+                <[f32; 2]>::try_from(&y[j..j + 2]).unwrap()
+            });
             let dx = vx - f32x8::from(q.map(|v| v[0]));
             let dy = vy - f32x8::from(q.map(|v| v[1]));
             let pv = f32x8::from(<[f32; 8]>::try_from(cv).unwrap());
