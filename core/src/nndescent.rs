@@ -86,12 +86,13 @@ const TASK_ROWS: usize = 128;
 const WAVE: usize = 1024;
 /// Parallel tasks of one wave.
 const MAX_WAVE_TASKS: usize = WAVE.div_ceil(TASK_ROWS);
-/// Fixed row ranges that apply heap updates in parallel.
-const APPLY_PARTS: usize = 4;
+/// Most row ranges that apply heap updates in parallel.
+const MAX_APPLY_PARTS: usize = 16;
 
-/// Applies `segs` in order: each update offers b to a's heap and a to b's. Every part of the
-/// rows scans all updates and applies those for its rows, so each heap sees its updates in
-/// the same order whatever the thread count. Returns how many heaps changed.
+/// Applies `segs` in order: each update offers b to a's heap and, when flagged, a to b's.
+/// The rows are split into one range per thread; every range scans all updates and applies
+/// those for its rows, so each heap sees its updates in the same order however the rows are
+/// split. Returns how many heaps changed.
 fn apply_updates(
     par: &dyn Parallel,
     segs: &[&[Update]],
@@ -103,7 +104,8 @@ fn apply_updates(
     k: usize,
 ) -> usize {
     let n = lens.len();
-    let part = n.div_ceil(APPLY_PARTS).max(1);
+    let parts = par.threads().clamp(1, MAX_APPLY_PARTS);
+    let part = n.div_ceil(parts).max(1);
     let changed = core::sync::atomic::AtomicUsize::new(0);
     let (si, sd, sf, sl, sw) = (
         SharedMut::new(idx),
@@ -112,7 +114,7 @@ fn apply_updates(
         SharedMut::new(lens),
         SharedMut::new(worst),
     );
-    par.run(APPLY_PARTS, &|t| {
+    par.run(parts, &|t| {
         let (lo, hi) = ((t * part).min(n), ((t + 1) * part).min(n));
         if lo == hi {
             return;
@@ -130,12 +132,12 @@ fn apply_updates(
         let mut count = 0;
         for seg in segs {
             for u in seg.iter() {
-                let (a, b) = (u.a as usize, u.b as usize);
-                if u.sides & TO_A != 0 && (lo..hi).contains(&a) {
-                    count += row_heap(ix, dv, fl, ln, wo, k, a - lo).push(u.d, u.b) as usize;
+                let (a, b, d) = (u.a as usize, u.b as usize, u.d.abs());
+                if (lo..hi).contains(&a) {
+                    count += row_heap(ix, dv, fl, ln, wo, k, a - lo).push(d, u.b) as usize;
                 }
-                if u.sides & TO_B != 0 && (lo..hi).contains(&b) {
-                    count += row_heap(ix, dv, fl, ln, wo, k, b - lo).push(u.d, u.a) as usize;
+                if u.both() && (lo..hi).contains(&b) {
+                    count += row_heap(ix, dv, fl, ln, wo, k, b - lo).push(d, u.a) as usize;
                 }
             }
         }
@@ -201,18 +203,35 @@ pub fn nn_descent_scratch(
     s
 }
 
+/// A candidate pair: b joins a's heap, and a joins b's too when `d` carries a minus sign
+/// (distances are never negative; a pair only for b's heap is stored the other way round).
+/// Twelve bytes: every range of rows streams every update.
 #[derive(Clone, Copy, Default, Debug)]
 #[repr(C)]
 struct Update {
     a: u32,
     b: u32,
     d: f32,
-    /// Which heaps receive it: TO_A (b joins a's), TO_B (a joins b's), or both.
-    sides: u32,
 }
 
-const TO_A: u32 = 1;
-const TO_B: u32 = 2;
+impl Update {
+    /// The pair (a, b) at distance d offered to a's heap, b's heap, or both; None if neither.
+    #[inline(always)]
+    fn new(a: u32, b: u32, d: f32, to_a: bool, to_b: bool) -> Option<Update> {
+        match (to_a, to_b) {
+            (true, true) => Some(Update { a, b, d: -d }),
+            (true, false) => Some(Update { a, b, d }),
+            (false, true) => Some(Update { a: b, b: a, d }),
+            (false, false) => None,
+        }
+    }
+
+    #[inline(always)]
+    fn both(&self) -> bool {
+        self.d.is_sign_negative()
+    }
+}
+
 // SAFETY: plain u32/f32 fields.
 unsafe impl crate::scratch::Pod for Update {}
 
@@ -455,11 +474,11 @@ pub fn nn_descent(
                 for a in st..en {
                     for b in a + 1..en {
                         let (pa, pb) = (perm_r[a], perm_r[b]);
+                        let d = space.dist(pa as usize, pb as usize);
                         out[w] = Update {
                             a: pa,
                             b: pb,
-                            d: space.dist(pa as usize, pb as usize),
-                            sides: TO_A | TO_B,
+                            d: -d,
                         };
                         w += 1;
                     }
@@ -507,10 +526,10 @@ pub fn nn_descent(
                                     let dv = space.dist(a as usize, b as usize);
                                     // A heap's worst distance only falls, so a pair
                                     // refused here would be refused when applied.
-                                    let sides = if dv < threshold(a as usize) { TO_A } else { 0 }
-                                        | if dv < threshold(b as usize) { TO_B } else { 0 };
-                                    if sides != 0 {
-                                        out[used] = Update { a, b, d: dv, sides };
+                                    let (to_a, to_b) =
+                                        (dv < threshold(a as usize), dv < threshold(b as usize));
+                                    if let Some(u) = Update::new(a, b, dv, to_a, to_b) {
+                                        out[used] = u;
                                         used += 1;
                                     }
                                 }

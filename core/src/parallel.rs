@@ -5,6 +5,11 @@
 /// Runs `f(0) .. f(tasks - 1)`, in any order and on any threads, and returns when all are done.
 pub trait Parallel: Sync {
     fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync));
+    /// How many tasks may run at once; kernels whose results do not depend on how work is
+    /// split use it to split no finer than needed.
+    fn threads(&self) -> usize {
+        1
+    }
 }
 
 /// Runs every task on the calling thread, in order.

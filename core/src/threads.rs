@@ -155,6 +155,10 @@ fn worker(shared: &Shared) {
 }
 
 impl Parallel for Threads {
+    fn threads(&self) -> usize {
+        self.count()
+    }
+
     fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         let Some(pool) = &self.pool else {
             return (0..tasks).for_each(f);
