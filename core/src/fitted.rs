@@ -10,7 +10,10 @@ use crate::observer::Observer;
 use crate::parallel::Parallel;
 use crate::project;
 use crate::scratch::Pod;
-use crate::transform::{self, Prepared, Reference, TsneTransformParams, UmapTransformParams};
+use crate::transform::{
+    self, Prepared, Reference, SearchIndex, TsneTransformParams, UmapTransformParams,
+};
+use std::sync::OnceLock;
 use std::vec::Vec;
 
 /// A zeroed vector, or `Error::OutOfMemory` instead of an abort.
@@ -48,6 +51,17 @@ pub struct FittedModel {
     norms: Vec<f32>,
     nodes: Vec<BhNode>,
     perm: Vec<u32>,
+    /// The approximate search index, built by the first transform that needs it (with that
+    /// call's threads; the index does not depend on them).
+    search: OnceLock<Result<SearchIndexOwned>>,
+}
+
+/// The arrays of a `transform::SearchIndex`.
+#[derive(Debug)]
+struct SearchIndexOwned {
+    basis: Vec<f32>,
+    coords: Vec<f32>,
+    norms: Vec<f32>,
 }
 
 impl FittedModel {
@@ -108,6 +122,7 @@ impl FittedModel {
             norms: try_zeroed(ln)?,
             nodes: try_zeroed(lt)?,
             perm: try_zeroed(lp)?,
+            search: OnceLock::new(),
         };
         let mut norms = core::mem::take(&mut m.norms);
         let mut nodes = core::mem::take(&mut m.nodes);
@@ -163,12 +178,46 @@ impl FittedModel {
         })
     }
 
-    fn prepared(&self) -> Prepared<'_> {
-        Prepared {
+    /// The prepared values, with the search index when the reference is wide and large
+    /// enough for it (built on first use).
+    fn prepared(&self, par: &dyn Parallel) -> Result<Prepared<'_>> {
+        let (n, cols) = (self.header.n, self.header.ref_dims);
+        let search = if transform::wants_search_index(n, cols) {
+            let built = self.search.get_or_init(|| {
+                let (lb, lc, ln) = transform::search_index_lens(n, cols);
+                let mut index = SearchIndexOwned {
+                    basis: try_zeroed(lb)?,
+                    coords: try_zeroed(lc)?,
+                    norms: try_zeroed(ln)?,
+                };
+                let mut scratch =
+                    try_zeroed::<u8>(transform::search_index_scratch(n, cols).bytes())?;
+                transform::build_search_index(
+                    &self.reference()?,
+                    &self.norms,
+                    par,
+                    &mut scratch,
+                    &mut index.basis,
+                    &mut index.coords,
+                    &mut index.norms,
+                )?;
+                Ok(index)
+            });
+            let index = built.as_ref().map_err(|e| e.clone())?;
+            Some(SearchIndex {
+                basis: &index.basis,
+                coords: &index.coords,
+                norms: &index.norms,
+            })
+        } else {
+            None
+        };
+        Ok(Prepared {
             norms: &self.norms,
             nodes: &self.nodes,
             perm: &self.perm,
-        }
+            search,
+        })
     }
 
     /// The t-SNE transform settings of this model with `opts` applied.
@@ -240,7 +289,7 @@ impl FittedModel {
     ) -> Result<()> {
         let reference = self.reference()?;
         let mut scratch = try_zeroed::<u8>(self.transform_scratch_bytes(queries.rows(), opts)?)?;
-        let prepared = self.prepared();
+        let prepared = self.prepared(par)?;
         match (self.tsne_params(opts), self.umap_params(opts)) {
             (Some(p), _) => transform::tsne_transform(
                 &reference,

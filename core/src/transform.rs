@@ -100,6 +100,101 @@ pub struct Prepared<'a> {
     /// A Barnes–Hut tree over the embedding (empty unless dims is 2 or 3).
     pub nodes: &'a [BhNode],
     pub perm: &'a [u32],
+    /// The approximate neighbour search's index (`build_search_index`); None searches
+    /// exactly.
+    pub search: Option<SearchIndex<'a>>,
+}
+
+/// Directions of the subspace the approximate neighbour search of new points runs in.
+pub const SEARCH_DIMS: usize = 64;
+/// Reference rows the search subspace is estimated from, at most (evenly spaced).
+const SEARCH_SAMPLE_ROWS: usize = 16_384;
+/// Fixed seed of the search subspace: the index is a function of the reference alone.
+const SEARCH_SEED: u64 = 0x5ea_4c4;
+
+/// The reference rows in a `SEARCH_DIMS`-dimensional dominant subspace: each new point's
+/// `2k` nearest there (an exact search, 12× cheaper than in 784 dimensions) are ranked by
+/// their full distances. Distances in a subspace never exceed the full ones, so the true
+/// neighbours are rarely missed (recall is tested). Every new point is searched on its own,
+/// so its neighbours still do not depend on its batch.
+#[derive(Clone, Copy, Debug)]
+pub struct SearchIndex<'a> {
+    /// `SEARCH_DIMS × cols` orthonormal rows.
+    pub basis: &'a [f32],
+    /// `n × SEARCH_DIMS` coordinates (of unit-length rows for cosine).
+    pub coords: &'a [f32],
+    /// Their squared norms.
+    pub norms: &'a [f32],
+}
+
+/// Whether a reference of `n` rows and `cols` columns should get a search index: wide rows
+/// (the subspace search does at most half the arithmetic) and enough of them.
+pub fn wants_search_index(n: usize, cols: usize) -> bool {
+    cols >= 2 * SEARCH_DIMS && n >= 4 * MAX_NEIGHBOURS
+}
+
+/// Lengths of `build_search_index`'s outputs (basis, coordinates, norms).
+pub fn search_index_lens(n: usize, cols: usize) -> (usize, usize, usize) {
+    (SEARCH_DIMS * cols, n * SEARCH_DIMS, n)
+}
+
+/// Scratch for `build_search_index`.
+pub fn search_index_scratch(n: usize, cols: usize) -> ScratchSize {
+    project::subspace_scratch(n, cols, SEARCH_DIMS, SEARCH_SAMPLE_ROWS)
+}
+
+/// Fills a search index for `reference` (whose `prepared_norms` come from `prepare`).
+pub fn build_search_index(
+    reference: &Reference,
+    prepared_norms: &[f32],
+    par: &dyn Parallel,
+    scratch: &mut [u8],
+    basis: &mut [f32],
+    coords: &mut [f32],
+    norms: &mut [f32],
+) -> Result<()> {
+    let (n, cols) = (reference.rows(), reference.data.cols());
+    let (lb, lc, ln) = search_index_lens(n, cols);
+    ensure_len("search basis", lb, basis.len())?;
+    ensure_len("search coordinates", lc, coords.len())?;
+    ensure_len("search norms", ln, norms.len())?;
+    ensure_len("norms", n, prepared_norms.len())?;
+    ensure(
+        cols > SEARCH_DIMS,
+        "search index",
+        "needs more columns than its subspace",
+    )?;
+    let r = SEARCH_DIMS;
+    project::dominant_subspace(
+        reference.data,
+        r,
+        SEARCH_SAMPLE_ROWS,
+        SEARCH_SEED,
+        par,
+        scratch,
+        basis,
+    )?;
+    project::project(reference.data, basis, r, par, coords)?;
+    if reference.metric == Metric::Cosine {
+        unit_rows(coords, r, prepared_norms);
+    }
+    for (o, z) in norms.iter_mut().zip(coords.chunks_exact(r)) {
+        *o = crate::simd::dot(z, z);
+    }
+    Ok(())
+}
+
+/// Scales each r-wide row of `z` by 1 / its point's norm (0 stays 0).
+fn unit_rows(z: &mut [f32], r: usize, norms: &[f32]) {
+    for (zi, &nv) in z.chunks_exact_mut(r).zip(norms) {
+        let inv = if nv > 0.0 { 1.0 / nv } else { 0.0 };
+        zi.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+/// Candidates per new point ranked by full distance.
+fn search_pool(k: usize, n: usize) -> usize {
+    (2 * k).max(k + 16).min(n)
 }
 
 /// Checks the reference and fills the prepared values (lengths from `prepared_lens`).
@@ -257,18 +352,31 @@ impl UmapTransformParams {
     }
 }
 
-/// Scratch for a transform of `nq` new points with `k` neighbours against `reference`.
+/// Scratch for a transform of `nq` new points with `k` neighbours against `reference`
+/// (enough for either search).
 pub fn transform_scratch(nq: usize, k: usize, reference: &Reference) -> ScratchSize {
+    let (n, cols) = (reference.rows(), reference.data.cols());
     let reduced = if reference.basis.is_some() {
-        nq * reference.data.cols()
+        nq * cols
     } else {
         0
+    };
+    let approx = if wants_search_index(n, cols) {
+        let pool = search_pool(k, n);
+        ScratchSize::new()
+            .plus::<f32>(nq * SEARCH_DIMS) // projected new points
+            .plus::<f32>(nq) // their norms
+            .plus::<u32>(nq * pool)
+            .plus::<f32>(nq * pool)
+    } else {
+        ScratchSize::new()
     };
     ScratchSize::new()
         .plus::<f32>(reduced)
         .plus::<f32>(knn::query_prepared_scratch_len(nq))
         .plus::<u32>(nq * k)
         .plus::<f32>(nq * k)
+        .plus::<u8>(approx.bytes())
 }
 
 /// The shared first steps: checks, projection, and each new point's `k` nearest reference
@@ -318,18 +426,73 @@ fn neighbours<'s>(
     let idx = s.take::<u32>(nq * k, "neighbour indices")?;
     let dist = s.take::<f32>(nq * k, "neighbour distances")?;
     enter(obs, Stage::Knn, nq)?;
+    let Some(index) = prepared.search else {
+        knn::exact_knn_query_prepared(
+            reference.data,
+            prepared.norms,
+            q,
+            k,
+            reference.metric,
+            par,
+            obs,
+            qnorms,
+            idx,
+            dist,
+        )?;
+        return Ok((idx, dist));
+    };
+    // Approximate: the pool nearest in the search subspace, ranked by full distance.
+    let r = SEARCH_DIMS;
+    let cols = reference.data.cols();
+    ensure_len("search basis", r * cols, index.basis.len())?;
+    ensure_len("search coordinates", n * r, index.coords.len())?;
+    ensure_len("search norms", n, index.norms.len())?;
+    let pool = search_pool(k, n);
+    let qz = s.take::<f32>(nq * r, "projected new points")?;
+    let qfull = s.take::<f32>(nq, "new points' norms")?;
+    let pidx = s.take::<u32>(nq * pool, "candidate indices")?;
+    let pdist = s.take::<f32>(nq * pool, "candidate distances")?;
+    project::project(q, index.basis, r, par, qz)?;
+    knn::fill_norms(q, reference.metric, knn::Kernel::Simd, qfull);
+    if reference.metric == Metric::Cosine {
+        unit_rows(qz, r, qfull);
+    }
     knn::exact_knn_query_prepared(
-        reference.data,
-        prepared.norms,
-        q,
-        k,
-        reference.metric,
+        MatRef::dense(index.coords, n, r)?,
+        index.norms,
+        MatRef::dense(qz, nq, r)?,
+        pool,
+        Metric::SqEuclidean,
         par,
         obs,
         qnorms,
-        idx,
-        dist,
+        pidx,
+        pdist,
     )?;
+    let (pidx, qfull) = (&*pidx, &*qfull);
+    let norms = prepared.norms;
+    crate::parallel::for_row_chunks2(
+        par,
+        nq,
+        TASK_POINTS,
+        idx,
+        k,
+        dist,
+        k,
+        &|_, first, rows, ri, rd| {
+            for t in 0..rows {
+                let i = first + t;
+                let (oi, od) = (&mut ri[t * k..(t + 1) * k], &mut rd[t * k..(t + 1) * k]);
+                let mut len = 0;
+                for &j in &pidx[i * pool..(i + 1) * pool] {
+                    let dot = crate::simd::dot(q.row(i), reference.data.row(j as usize));
+                    let dd = knn::to_distance(reference.metric, dot, qfull[i], norms[j as usize]);
+                    knn::heap_push(od, oi, &mut len, dd, j);
+                }
+                knn::heap_sort(od, oi);
+            }
+        },
+    );
     Ok((idx, dist))
 }
 
@@ -712,6 +875,7 @@ mod tests {
                 norms: &norms,
                 nodes: &nodes,
                 perm: &perm,
+                search: None,
             };
             // θ = 0: the tree sums exactly, so the gradient is that of the exact objective.
             let params = TsneTransformParams {
@@ -775,6 +939,7 @@ mod tests {
             norms: &norms,
             nodes: &nodes,
             perm: &perm,
+            search: None,
         };
         let mut out = vec![0.0f32; nq * f.dims];
         for start in (0..nq).step_by(batch) {
@@ -834,6 +999,119 @@ mod tests {
         }
     }
 
+    /// Rows from a 90-dimensional structure (20 loose clusters) mixed into 160 columns, with
+    /// noise: more directions than the search subspace keeps.
+    fn wide_rows(n: usize, seed: u64) -> Vec<f32> {
+        let (d, latent) = (160, 90);
+        let mut r = Rng::new(77);
+        let mix: Vec<f64> = (0..latent * d).map(|_| r.normal()).collect();
+        let centres: Vec<f64> = (0..20 * latent).map(|_| r.normal()).collect();
+        let mut r = Rng::new(seed);
+        let mut x = vec![0.0f32; n * d];
+        for i in 0..n {
+            let c = r.below(20);
+            let z: Vec<f64> = (0..latent)
+                .map(|l| centres[c * latent + l] + r.normal())
+                .collect();
+            for a in 0..d {
+                let v: f64 = (0..latent).map(|l| z[l] * mix[l * d + a]).sum();
+                x[i * d + a] = (v + 2.0 * r.normal()) as f32;
+            }
+        }
+        x
+    }
+
+    #[test]
+    fn approximate_search_finds_the_exact_neighbours_and_ignores_the_batch() {
+        let (n, nq, d) = (2048, 150, 160);
+        let (data, qdata) = (wide_rows(n, 1), wide_rows(nq, 2));
+        let emb = vec![0.0f32; n * 2];
+        let threads = crate::threads::Threads::new(3);
+        for metric in [Metric::SqEuclidean, Metric::Cosine] {
+            let reference = Reference {
+                data: MatRef::dense(&data, n, d).unwrap(),
+                embedding: &emb,
+                dims: 2,
+                metric,
+                basis: None,
+            };
+            assert!(wants_search_index(n, d));
+            let (norms, nodes, perm) = prepared_for(&reference);
+            let (lb, lc, ln) = search_index_lens(n, d);
+            let (mut b, mut c, mut nn) = (vec![0.0; lb], vec![0.0; lc], vec![0.0; ln]);
+            let mut sc = vec![0u8; search_index_scratch(n, d).bytes()];
+            build_search_index(
+                &reference, &norms, &Serial, &mut sc, &mut b, &mut c, &mut nn,
+            )
+            .unwrap();
+            let exact = Prepared {
+                norms: &norms,
+                nodes: &nodes,
+                perm: &perm,
+                search: None,
+            };
+            let approx = Prepared {
+                search: Some(SearchIndex {
+                    basis: &b,
+                    coords: &c,
+                    norms: &nn,
+                }),
+                ..exact
+            };
+            for k in [15, 25] {
+                let search = |prep: &Prepared, from: usize, to: usize, par: &dyn Parallel| {
+                    let q = MatRef::dense(&qdata[from * d..to * d], to - from, d).unwrap();
+                    let mut sc = vec![0u8; transform_scratch(to - from, k, &reference).bytes()];
+                    let (i, dd) = neighbours(
+                        &reference,
+                        prep,
+                        q,
+                        k,
+                        par,
+                        &mut crate::Silent,
+                        &mut sc,
+                        (to - from) * 2,
+                    )
+                    .unwrap();
+                    (i.to_vec(), dd.to_vec())
+                };
+                let (ei, _) = search(&exact, 0, nq, &Serial);
+                let (ai, ad) = search(&approx, 0, nq, &Serial);
+                let found: usize = (0..nq)
+                    .map(|q| {
+                        let truth = &ei[q * k..(q + 1) * k];
+                        ai[q * k..(q + 1) * k]
+                            .iter()
+                            .filter(|j| truth.contains(j))
+                            .count()
+                    })
+                    .sum();
+                let recall = found as f64 / (nq * k) as f64;
+                // Measured: 0.9987 to 1 (pool 2k).
+                assert!(recall >= 0.95, "{metric:?} k {k}: recall {recall}");
+                for q in 0..nq {
+                    let row = &ad[q * k..(q + 1) * k];
+                    assert!(row.windows(2).all(|w| w[0] <= w[1]), "distances ascending");
+                }
+                // Alone, in batches of 7, and on three threads: the same bits.
+                let mut pieces = (vec![], vec![]);
+                for from in (0..nq).step_by(7) {
+                    let (i, dd) = search(&approx, from, (from + 7).min(nq), &Serial);
+                    pieces.0.extend(i);
+                    pieces.1.extend(dd);
+                }
+                assert!(
+                    pieces == (ai.clone(), ad.clone()),
+                    "{metric:?} k {k}: batches"
+                );
+                assert!(
+                    search(&approx, 0, nq, &threads) == (ai, ad),
+                    "{metric:?}: threads"
+                );
+            }
+        }
+    }
+
     #[test]
     fn new_points_land_in_the_cluster_of_their_neighbours() {
         let f = fixture(300, 5, 2, 13);
@@ -868,6 +1146,7 @@ mod tests {
             norms: &norms,
             nodes: &nodes,
             perm: &perm,
+            search: None,
         };
         let p = TsneTransformParams::default();
         let mut scratch = vec![0u8; transform_scratch(2, 25, &reference).bytes()];
