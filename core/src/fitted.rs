@@ -203,7 +203,7 @@ impl FittedModel {
                 )?;
                 Ok(index)
             });
-            let index = built.as_ref().map_err(|e| e.clone())?;
+            let index = built.as_ref().map_err(|e| *e)?;
             Some(SearchIndex {
                 basis: &index.basis,
                 coords: &index.coords,
