@@ -404,6 +404,32 @@ pub fn half_columns(m: usize) -> usize {
 /// Rows untangled or re-tangled per parallel task.
 const PAIR_TASK: usize = 32;
 
+/// The size m and the row pairs covering `rows` rows of a real 2-D transform, once the
+/// buffers are checked against them.
+fn real_shape(
+    plan: &FftPlan,
+    rows: usize,
+    packed_re: &[f32],
+    packed_im: &[f32],
+    re: &[f32],
+    im: &[f32],
+) -> Result<(usize, usize)> {
+    let m = plan.size();
+    ensure(
+        m % 2 == 0,
+        "fft size",
+        "a real 2-D transform needs an even size",
+    )?;
+    let pairs = rows.min(m).div_ceil(2);
+    ensure_len(
+        "packed grid",
+        pairs * m,
+        packed_re.len().min(packed_im.len()),
+    )?;
+    ensure_len("fft grid", m * m, re.len().min(im.len()))?;
+    Ok((m, pairs))
+}
+
 /// 2-D forward transform of a real m × m grid at about half the cost of a complex one. The
 /// grid comes packed in pairs of rows, row 2r in `packed_re` row r and row 2r + 1 in
 /// `packed_im` row r (each m × m/2, rows from `nonzero_rows` on zero); one complex row
@@ -420,19 +446,7 @@ pub fn fft2_forward_real(
     par: &dyn Parallel,
     scratch: &mut [u8],
 ) -> Result<()> {
-    let m = plan.size();
-    ensure(
-        m % 2 == 0,
-        "fft size",
-        "a real 2-D transform needs an even size",
-    )?;
-    let pairs = nonzero_rows.min(m).div_ceil(2);
-    ensure_len(
-        "packed grid",
-        pairs * m,
-        packed_re.len().min(packed_im.len()),
-    )?;
-    ensure_len("fft grid", m * m, re.len().min(im.len()))?;
+    let (m, pairs) = real_shape(plan, nonzero_rows, packed_re, packed_im, re, im)?;
     let (pr, pi) = (&mut packed_re[..pairs * m], &mut packed_im[..pairs * m]);
     rows(plan, pr, pi, false, par);
     let (pr, pi) = (&*pr, &*pi);
@@ -478,19 +492,7 @@ pub fn fft2_inverse_real(
     par: &dyn Parallel,
     scratch: &mut [u8],
 ) -> Result<()> {
-    let m = plan.size();
-    ensure(
-        m % 2 == 0,
-        "fft size",
-        "a real 2-D transform needs an even size",
-    )?;
-    let pairs = needed_rows.min(m).div_ceil(2);
-    ensure_len(
-        "packed grid",
-        pairs * m,
-        packed_re.len().min(packed_im.len()),
-    )?;
-    ensure_len("fft grid", m * m, re.len().min(im.len()))?;
+    let (m, pairs) = real_shape(plan, needed_rows, packed_re, packed_im, re, im)?;
     let half = half_columns(m);
     columns(plan, re, im, true, m, 2 * pairs, half, par, scratch)?;
     let (re, im) = (&*re, &*im);
