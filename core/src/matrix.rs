@@ -1,6 +1,7 @@
 //! Row-major matrix views with a row stride (in elements).
 
 use crate::error::{Error, Result};
+use crate::parallel::{Parallel, SharedMut, chunk_count};
 
 /// A read-only row-major view: row `i` is `data[i*stride .. i*stride + cols]`.
 #[derive(Clone, Copy, Debug)]
@@ -126,6 +127,42 @@ impl<'a> MatRef<'a> {
             return Err(Error::Scale { largest, limit });
         }
         Ok(())
+    }
+}
+
+impl MatRef<'_> {
+    /// Copies the matrix into `out` (rows × cols bytes, row-major) if every value is a whole
+    /// number from 0 to 255, as in 8-bit images, and says whether it was: such rows can be
+    /// compared exactly in integers, reading a quarter of the bytes. On `false`, `out` holds
+    /// a partial copy.
+    pub fn to_bytes(&self, par: &dyn Parallel, out: &mut [u8]) -> bool {
+        use core::sync::atomic::{AtomicBool, Ordering};
+        const ROWS: usize = 1024;
+        let (rows, cols) = (self.rows, self.cols);
+        if out.len() != rows * cols {
+            return false;
+        }
+        let bytes = AtomicBool::new(true);
+        let shared = SharedMut::new(out);
+        par.run(chunk_count(rows, ROWS), &|t| {
+            let (first, last) = (t * ROWS, ((t + 1) * ROWS).min(rows));
+            // SAFETY: task t alone writes rows first..last.
+            let dst = unsafe { shared.range(first * cols, last * cols) };
+            for (i, d) in (first..last).zip(dst.chunks_exact_mut(cols.max(1))) {
+                if !bytes.load(Ordering::Relaxed) {
+                    return;
+                }
+                for (b, &v) in d.iter_mut().zip(self.row(i)) {
+                    // `as` saturates and maps NaN to 0, so the round trip tells.
+                    *b = v as u8;
+                    if *b as f32 != v {
+                        bytes.store(false, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        });
+        bytes.load(Ordering::Relaxed)
     }
 }
 

@@ -10,6 +10,7 @@ use crate::parallel::Parallel;
 use crate::parallel::{SharedMut, chunk_count};
 use crate::project;
 use crate::scratch::{Scratch, ScratchSize};
+use crate::simd;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KnnMethod {
@@ -88,6 +89,7 @@ fn projected_scratch(n: usize, d: usize, k: usize, r: usize, nnd: &NnDescentPara
                     Metric::SqEuclidean,
                     nnd,
                 ))
+                .max(ScratchSize::new().plus::<u8>(n * d)) // 8-bit copy for the ranking
                 .bytes(),
         )
 }
@@ -142,7 +144,67 @@ fn projected_search(
         pdist,
     )?;
     breadth_first_order(pidx, pool, visited, order);
-    let (pidx, norms, order) = (&*pidx, &*norms, &*order);
+    // 8-bit data (whole numbers 0..=255, as in images) is ranked in integers: exact, and a
+    // quarter of the memory traffic of the f32 rows, which bounds this step.
+    let bytes = match rest.get_mut(..n * d) {
+        Some(b) if d <= simd::MAX_BYTE_COLS => x.to_bytes(par, b).then_some(&*b),
+        _ => None,
+    };
+    rank_candidates(
+        x, bytes, metric, norms, pidx, pool, order, k, par, idx, dist,
+    );
+    Ok(())
+}
+
+/// Ranks each point's `pool` candidates (`pidx`) by full distance under `metric` into its
+/// `k` nearest (`idx`, `dist`), visiting points in `order`. `bytes`, the rows as bytes
+/// (`MatRef::to_bytes`), gives exact integer distances.
+#[allow(clippy::too_many_arguments)]
+fn rank_candidates(
+    x: MatRef,
+    bytes: Option<&[u8]>,
+    metric: Metric,
+    norms: &[f32],
+    pidx: &[u32],
+    pool: usize,
+    order: &[u32],
+    k: usize,
+    par: &dyn Parallel,
+    idx: &mut [u32],
+    dist: &mut [f32],
+) {
+    let d = x.cols();
+    let n = x.rows();
+    let one = |i: usize, j: usize| -> f32 {
+        match (bytes, metric) {
+            (Some(b), Metric::SqEuclidean) => {
+                simd::sq_dist_u8(byte_row(b, d, i), byte_row(b, d, j)) as f32
+            }
+            (Some(b), Metric::Cosine) => {
+                let dot = simd::dot_u8(byte_row(b, d, i), byte_row(b, d, j)) as f32;
+                knn::to_distance(metric, dot, norms[i], norms[j])
+            }
+            (None, _) => {
+                let dot = simd::dot(x.row(i), x.row(j));
+                knn::to_distance(metric, dot, norms[i], norms[j])
+            }
+        }
+    };
+    // Four candidates at a time: independent streams of loads keep more cache misses in
+    // flight. The same distances as `one`.
+    let four = |i: usize, q: [usize; 4]| -> [f32; 4] {
+        match (bytes, metric) {
+            (Some(b), Metric::SqEuclidean) => {
+                simd::sq_dist_u8_x4(byte_row(b, d, i), q.map(|j| byte_row(b, d, j)))
+                    .map(|v| v as f32)
+            }
+            (None, _) => {
+                let dots = simd::dot_1x4(x.row(i), q.map(|j| x.row(j)));
+                core::array::from_fn(|c| knn::to_distance(metric, dots[c], norms[i], norms[q[c]]))
+            }
+            _ => q.map(|j| one(i, j)),
+        }
+    };
     let (si, sd) = (SharedMut::new(idx), SharedMut::new(dist));
     par.run(chunk_count(n, RERANK_ROWS), &|t| {
         for &i in &order[t * RERANK_ROWS..((t + 1) * RERANK_ROWS).min(n)] {
@@ -150,15 +212,25 @@ fn projected_search(
             // SAFETY: `order` is a permutation, so row i belongs to this task alone.
             let (ri, rd) = unsafe { (si.range(i * k, (i + 1) * k), sd.range(i * k, (i + 1) * k)) };
             let mut len = 0;
-            for &j in &pidx[i * pool..(i + 1) * pool] {
-                let dot = crate::simd::dot(x.row(i), x.row(j as usize));
-                let dd = knn::to_distance(metric, dot, norms[i], norms[j as usize]);
-                knn::heap_push(rd, ri, &mut len, dd, j);
+            let quads = pidx[i * pool..(i + 1) * pool].chunks_exact(4);
+            let rest = quads.remainder();
+            for q in quads {
+                let dd = four(i, [q[0], q[1], q[2], q[3]].map(|j| j as usize));
+                for (&j, dd) in q.iter().zip(dd) {
+                    knn::heap_push(rd, ri, &mut len, dd, j);
+                }
+            }
+            for &j in rest {
+                knn::heap_push(rd, ri, &mut len, one(i, j as usize), j);
             }
             knn::heap_sort(rd, ri);
         }
     });
-    Ok(())
+}
+
+/// Row `j` of a byte copy of a matrix with `d` columns.
+fn byte_row(b: &[u8], d: usize, j: usize) -> &[u8] {
+    &b[j * d..(j + 1) * d]
 }
 
 /// A breadth-first order of the graph (`width` neighbours per row): consecutive points
@@ -283,4 +355,76 @@ pub fn stage<'a>(
     )?;
     enter(obs, Stage::Affinities, 1)?;
     Ok((idx, dist, cursor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+    use crate::Serial;
+    use crate::threads::Threads;
+
+    /// On whole numbers small enough for f32 to hold every sum exactly, ranking by byte
+    /// distances and by f32 distances must give the same lists and the same bits.
+    #[test]
+    fn byte_ranking_equals_float_ranking_on_exact_data() {
+        let (n, d, pool, k) = (500, 37, 23, 10);
+        let mut r = Rng::new(8);
+        let x: Vec<f32> = (0..n * d).map(|_| r.below(64) as f32).collect();
+        let m = MatRef::dense(&x, n, d).unwrap();
+        let mut bytes = vec![0u8; n * d];
+        assert!(m.to_bytes(&Threads::new(2), &mut bytes));
+        let scaled: Vec<f32> = x.iter().map(|v| v + 0.5).collect();
+        let mut no = vec![0u8; n * d];
+        assert!(
+            !MatRef::dense(&scaled, n, d)
+                .unwrap()
+                .to_bytes(&Serial, &mut no)
+        );
+        let pidx: Vec<u32> = (0..n)
+            .flat_map(|i| {
+                let mut c: Vec<u32> = Vec::new();
+                while c.len() < pool {
+                    let j = r.below(n) as u32;
+                    if j as usize != i && !c.contains(&j) {
+                        c.push(j);
+                    }
+                }
+                c
+            })
+            .collect();
+        let order: Vec<u32> = (0..n as u32).rev().collect();
+        for metric in [Metric::SqEuclidean, Metric::Cosine] {
+            let mut norms = vec![0.0f32; n];
+            knn::fill_norms(m, metric, Kernel::Simd, &mut norms);
+            let run = |b: Option<&[u8]>| {
+                let (mut idx, mut dist) = (vec![0u32; n * k], vec![0.0f32; n * k]);
+                rank_candidates(
+                    m,
+                    b,
+                    metric,
+                    &norms,
+                    &pidx,
+                    pool,
+                    &order,
+                    k,
+                    &Threads::new(2),
+                    &mut idx,
+                    &mut dist,
+                );
+                (idx, dist.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            };
+            let (a, b) = (run(Some(&bytes)), run(None));
+            assert_eq!(a, b, "{metric:?}");
+            if metric == Metric::SqEuclidean {
+                let row = |i: usize| &x[i * d..(i + 1) * d];
+                let exact: f32 = row(0)
+                    .iter()
+                    .zip(row(a.0[0] as usize))
+                    .map(|(p, q)| (p - q) * (p - q))
+                    .sum();
+                assert_eq!(f32::from_bits(a.1[0]), exact);
+            }
+        }
+    }
 }

@@ -90,6 +90,25 @@ pub fn dot_4x2(q: [&[f32]; 4], b: [&[f32]; 2]) -> [[f32; 2]; 4] {
     out
 }
 
+/// Dot products of `a` with four rows: `out[c] = a·b[c]`, each with [`dot`]'s arithmetic
+/// (the same bits). Four independent streams of loads keep more cache misses in flight when
+/// the rows come from scattered places.
+#[inline]
+pub fn dot_1x4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+    let n = b.iter().fold(a.len(), |m, r| m.min(r.len()));
+    let body = n - n % LANES;
+    let mut acc = [f32x8::ZERO; 4];
+    let mut i = 0;
+    while i < body {
+        let av = load(&a[i..]);
+        for (s, r) in acc.iter_mut().zip(b) {
+            *s += av * load(&r[i..]);
+        }
+        i += LANES;
+    }
+    core::array::from_fn(|c| tail_dot(&a[body..n], &b[c][body..n], reduce(acc[c])))
+}
+
 /// Dot product with four independent accumulators over blocks of 32: for the scattered,
 /// one-off products of the neighbour search, where a single accumulator's add latency
 /// would bound the speed. Sums in a different order from [`dot`].
@@ -147,6 +166,86 @@ pub fn dot_unrolled_scalar(a: &[f32], b: &[f32]) -> f32 {
     tail_dot(&a[body..], &b[body..], s)
 }
 
+/// Longest byte rows [`sq_dist_u8`] and [`dot_u8`] take: 32 768 × 255² stays below 2³¹, so
+/// their 32-bit lanes cannot overflow.
+pub const MAX_BYTE_COLS: usize = 32_768;
+
+#[inline(always)]
+fn load_u8(s: &[u8]) -> wide::u8x16 {
+    wide::u8x16::from(<[u8; 16]>::try_from(&s[..16]).unwrap())
+}
+
+/// Squared Euclidean distance between rows of bytes (at most [`MAX_BYTE_COLS`]), exact:
+/// |a − b| per byte, widened to 16 bits and squared and paired by `pmaddwd`.
+#[inline]
+pub fn sq_dist_u8(a: &[u8], b: &[u8]) -> u32 {
+    use wide::{i16x8, i32x4};
+    let n = a.len().min(b.len());
+    let body = n - n % 16;
+    let mut acc = i32x4::ZERO;
+    for i in (0..body).step_by(16) {
+        let (va, vb) = (load_u8(&a[i..]), load_u8(&b[i..]));
+        let diff = va.saturating_sub(vb) | vb.saturating_sub(va);
+        let (lo, hi) = (i16x8::from_u8x16_low(diff), i16x8::from_u8x16_high(diff));
+        acc += lo.dot(lo) + hi.dot(hi);
+    }
+    let s: u32 = acc.to_array().iter().map(|&v| v as u32).sum();
+    s + sq_dist_u8_scalar(&a[body..n], &b[body..n])
+}
+
+/// [`sq_dist_u8`] from `a` to four rows at once: four independent streams of loads keep
+/// more cache misses in flight when the rows come from scattered places.
+#[inline]
+pub fn sq_dist_u8_x4(a: &[u8], b: [&[u8]; 4]) -> [u32; 4] {
+    use wide::{i16x8, i32x4};
+    let n = b.iter().fold(a.len(), |m, r| m.min(r.len()));
+    let body = n - n % 16;
+    let mut acc = [i32x4::ZERO; 4];
+    for i in (0..body).step_by(16) {
+        let va = load_u8(&a[i..]);
+        for (s, r) in acc.iter_mut().zip(b) {
+            let vb = load_u8(&r[i..]);
+            let diff = va.saturating_sub(vb) | vb.saturating_sub(va);
+            let (lo, hi) = (i16x8::from_u8x16_low(diff), i16x8::from_u8x16_high(diff));
+            *s += lo.dot(lo) + hi.dot(hi);
+        }
+    }
+    core::array::from_fn(|q| {
+        let s: u32 = acc[q].to_array().iter().map(|&v| v as u32).sum();
+        s + sq_dist_u8_scalar(&a[body..n], &b[q][body..n])
+    })
+}
+
+/// Scalar twin of [`sq_dist_u8`] (integers, so any order gives the same result).
+pub fn sq_dist_u8_scalar(a: &[u8], b: &[u8]) -> u32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x.abs_diff(y) as u32).pow(2))
+        .sum()
+}
+
+/// Dot product of rows of bytes (at most [`MAX_BYTE_COLS`]), exact.
+#[inline]
+pub fn dot_u8(a: &[u8], b: &[u8]) -> u32 {
+    use wide::{i16x8, i32x4};
+    let n = a.len().min(b.len());
+    let body = n - n % 16;
+    let mut acc = i32x4::ZERO;
+    for i in (0..body).step_by(16) {
+        let (va, vb) = (load_u8(&a[i..]), load_u8(&b[i..]));
+        let (al, ah) = (i16x8::from_u8x16_low(va), i16x8::from_u8x16_high(va));
+        let (bl, bh) = (i16x8::from_u8x16_low(vb), i16x8::from_u8x16_high(vb));
+        acc += al.dot(bl) + ah.dot(bh);
+    }
+    let s: u32 = acc.to_array().iter().map(|&v| v as u32).sum();
+    s + dot_u8_scalar(&a[body..n], &b[body..n])
+}
+
+/// Scalar twin of [`dot_u8`].
+pub fn dot_u8_scalar(a: &[u8], b: &[u8]) -> u32 {
+    a.iter().zip(b).map(|(&x, &y)| x as u32 * y as u32).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +267,14 @@ mod tests {
                 dot_unrolled_scalar(&a, &b).to_bits(),
                 "unrolled, n = {n}"
             );
+            let four = dot_1x4(&a, [&b, &a, &b, &a]);
+            for (c, r) in [&b, &a, &b, &a].into_iter().enumerate() {
+                assert_eq!(
+                    four[c].to_bits(),
+                    dot_scalar(&a, r).to_bits(),
+                    "1x4, n = {n}"
+                );
+            }
             let rows: Vec<Vec<f32>> = (0..6)
                 .map(|_| (0..n).map(|_| r.normal() as f32).collect())
                 .collect();
@@ -182,6 +289,36 @@ mod tests {
                         dot_scalar(&rows[i], &rows[4 + j]).to_bits()
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn byte_kernels_equal_their_scalar_twins_and_exact_sums() {
+        let mut r = Rng::new(4);
+        for n in [0, 1, 15, 16, 17, 100, 784, MAX_BYTE_COLS] {
+            for extreme in [false, true] {
+                // Extreme rows: 0 against 255 everywhere, the largest sums allowed.
+                let a: Vec<u8> = (0..n)
+                    .map(|_| if extreme { 0 } else { r.below(256) as u8 })
+                    .collect();
+                let b: Vec<u8> = (0..n)
+                    .map(|_| if extreme { 255 } else { r.below(256) as u8 })
+                    .collect();
+                let exact_sq: u64 = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(&x, &y)| (x as i64 - y as i64).pow(2) as u64)
+                    .sum();
+                let exact_dot: u64 = a.iter().zip(&b).map(|(&x, &y)| x as u64 * y as u64).sum();
+                assert_eq!(sq_dist_u8(&a, &b) as u64, exact_sq, "n = {n}");
+                assert_eq!(sq_dist_u8_scalar(&a, &b) as u64, exact_sq, "n = {n}");
+                assert_eq!(
+                    dot_u8(&b, &b) as u64,
+                    b.iter().map(|&v| v as u64 * v as u64).sum::<u64>()
+                );
+                assert_eq!(dot_u8(&a, &b) as u64, exact_dot, "n = {n}");
+                assert_eq!(dot_u8_scalar(&a, &b) as u64, exact_dot, "n = {n}");
             }
         }
     }
