@@ -120,6 +120,11 @@ struct Grid {
     p: usize,
     /// Transform length per dimension.
     m: usize,
+    /// 1 / width, so that locating a point multiplies.
+    inv_width: f32,
+    /// The nodes (k + ½)/p and 1 / Π_{q≠k} (t_k − t_q): the Lagrange weights without divisions.
+    node: [f32; MAX_NODES],
+    inv_denominator: [f32; MAX_NODES],
 }
 
 impl Grid {
@@ -130,27 +135,20 @@ impl Grid {
     /// Interval index and Lagrange weights of coordinate `x` along axis `a`.
     #[inline(always)]
     fn locate(&self, x: f32, a: usize, w: &mut [f32; MAX_NODES]) -> usize {
-        let t = (x - self.lo[a]) / self.width;
+        let t = (x - self.lo[a]) * self.inv_width;
         let b = (t as usize).min(self.intervals - 1);
         let local = t - b as f32;
-        lagrange(local, self.p, w);
-        b * self.p
-    }
-}
-
-/// Lagrange basis on nodes (k + ½)/p, k < p, at `t` ∈ [0, 1].
-#[inline(always)]
-fn lagrange(t: f32, p: usize, w: &mut [f32; MAX_NODES]) {
-    for k in 0..p {
-        let tk = (k as f32 + 0.5) / p as f32;
-        let mut v = 1.0;
-        for q in 0..p {
-            if q != k {
-                let tq = (q as f32 + 0.5) / p as f32;
-                v *= (t - tq) / (tk - tq);
+        // Lagrange basis on the nodes at `local` ∈ [0, 1].
+        for k in 0..self.p {
+            let mut v = self.inv_denominator[k];
+            for q in 0..self.p {
+                if q != k {
+                    v *= local - self.node[q];
+                }
             }
+            w[k] = v;
         }
-        w[k] = v;
+        b * self.p
     }
 }
 
@@ -200,12 +198,20 @@ fn choose_grid(y: &[f32], n: usize, dims: usize, params: &FftParams) -> Result<G
     // the embedding changes little between iterations.
     let raw = extent / intervals as f32;
     let width = libm::exp2f(libm::ceilf(libm::log2f(raw) * WIDTH_STEPS) / WIDTH_STEPS).max(raw);
+    let node: [f32; MAX_NODES] = core::array::from_fn(|k| (k as f32 + 0.5) / p as f32);
+    let inv_denominator = core::array::from_fn(|k| {
+        let others = (0..p).filter(|&q| q != k);
+        1.0 / others.fold(1.0f32, |v, q| v * (node[k] - node[q]))
+    });
     Ok(Grid {
         lo,
         width,
         intervals,
         p,
         m,
+        inv_width: 1.0 / width,
+        node,
+        inv_denominator,
     })
 }
 
