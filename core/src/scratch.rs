@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 /// Implementors must be valid for every bit pattern, including all zeros.
 pub unsafe trait Pod: Copy + 'static {}
 unsafe impl Pod for u8 {}
+unsafe impl Pod for u16 {}
 unsafe impl Pod for u32 {}
 unsafe impl Pod for u64 {}
 unsafe impl Pod for usize {}

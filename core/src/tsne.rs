@@ -208,9 +208,15 @@ const STEP_ROWS: usize = 4096;
 const MEAN_DIMS: usize = 16;
 
 /// Scratch for `optimize` on `n` points.
-pub fn optimize_scratch(n: usize, params: &TsneParams) -> ScratchSize {
+pub fn optimize_scratch(n: usize, nnz: usize, params: &TsneParams) -> ScratchSize {
     let dims = params.dims;
+    let packed = if packs_p(params) {
+        gradient::packed_p_scratch(n, nnz)
+    } else {
+        ScratchSize::new()
+    };
     ScratchSize::new()
+        .and(packed)
         .plus::<f32>(4 * n * dims) // attraction, repulsion, update, gains
         .plus::<f64>(gradient::partials_len(n))
         .plus::<f64>(MEAN_DIMS * chunk_count(n, STEP_ROWS)) // per-chunk coordinate sums
@@ -219,6 +225,12 @@ pub fn optimize_scratch(n: usize, params: &TsneParams) -> ScratchSize {
             n,
             dims,
         ))
+}
+
+/// Whether the optimiser streams a packed copy of P (the 2-D Cauchy case; see
+/// `gradient::PackedP`).
+fn packs_p(params: &TsneParams) -> bool {
+    params.dims == 2 && params.dof == 1.0
 }
 
 /// Bytes of scratch `tsne` needs for `n` points of `d` columns.
@@ -235,7 +247,11 @@ pub fn tsne_scratch(n: usize, d: usize, params: &TsneParams) -> ScratchSize {
     let stage = reduce_stage
         .max(affinity_stage_scratch(n, dr, k, params))
         .max(init::pca_scratch(n, dr))
-        .max(optimize_scratch(n, params));
+        .max(optimize_scratch(
+            n,
+            affinity::symmetric_nnz_bound(n, k),
+            params,
+        ));
     reduced.and(csr_scratch(n, k)).and(stage)
 }
 
@@ -357,6 +373,13 @@ pub fn optimize(
         )?;
     }
     let mut s = Scratch::new(scratch);
+    let packed = if packs_p(params) {
+        p.check(n)?;
+        let bytes = gradient::packed_p_scratch(n, p.nnz()).bytes();
+        Some(gradient::pack_p(p, s.take::<u8>(bytes, "packed P")?)?)
+    } else {
+        None
+    };
     let nd = n * dims;
     let attr = s.take::<f32>(nd, "attraction")?;
     let rep = s.take::<f32>(nd, "repulsion")?;
@@ -395,7 +418,14 @@ pub fn optimize(
             (n as f32 / exaggeration).max(50.0)
         };
         let want_kl = params.kl_every > 0 && ((it + 1) % params.kl_every == 0 || it + 1 == total);
-        let sum_p_log_w = gradient::attraction(p, y, dims, kernel, want_kl, par, attr, partials)?;
+        // The packed P in the hot case; the KL's Σ p log w comes from the full-precision P.
+        let sum_p_log_w = match &packed {
+            Some(pp) if !want_kl => {
+                gradient::attraction_packed(pp, y, par, attr, partials)?;
+                0.0
+            }
+            _ => gradient::attraction(p, y, dims, kernel, want_kl, par, attr, partials)?,
+        };
         let z = gradient::repulsion(method, y, n, dims, kernel, par, rep_scratch, rep, partials)?;
         let inv_z = (1.0 / z) as f32;
 
