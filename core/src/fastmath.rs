@@ -87,7 +87,7 @@ pub fn exp2_fast_x8(y: f32x8) -> f32x8 {
     let hi = y.simd_ge(c(128.0));
     let lo = y.simd_lt(c(-126.0));
     // Clamped so the exponent bits below stay in range; those lanes are replaced at the end.
-    let yc = y.max(c(-126.0)).min(c(128.0));
+    let yc = y.fast_max(c(-126.0)).fast_min(c(128.0));
     let n = (yc + c(ROUNDER)) - c(ROUNDER);
     let z = (yc - n) * c(core::f32::consts::LN_2);
     let p = c(1.0)
@@ -96,7 +96,7 @@ pub fn exp2_fast_x8(y: f32x8) -> f32x8 {
                 + z * (c(1.0 / 6.0)
                     + z * (c(1.0 / 24.0) + z * (c(1.0 / 120.0) + z * c(1.0 / 720.0))))));
     // n is a whole number in [−126, 128], so rounding to an integer is exact.
-    let scale: f32x8 = cast((n.round_int() + i32x8::splat(127)) << 23);
+    let scale: f32x8 = cast((n.fast_round_int() + i32x8::splat(127)) << 23);
     let r = p * scale;
     let r = hi.select(c(f32::INFINITY), r);
     lo.select(f32x8::ZERO, r)
