@@ -146,6 +146,7 @@ pub(crate) fn negative(k: Kernel, d2: f32, want_loss: bool) -> (f32, f32, f32) {
 /// (`negative(Umap { a, b }, d2, false).0`) into `coef_neg`, and the positive's
 /// (`positive(…).0`, returned), whose power rides in the lane after the last negative. The
 /// same operations lane by lane as the scalar functions, so the same bits (tested).
+#[inline(always)]
 fn umap_coefs(a: f32, b: f32, d2_pos: f32, d2_neg: &[f32], coef_neg: &mut [f32]) -> f32 {
     use wide::f32x8;
     let (va, vb, one) = (f32x8::splat(a), f32x8::splat(b), f32x8::ONE);
