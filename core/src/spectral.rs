@@ -29,8 +29,10 @@ const KEPT_BLOCKS: usize = 4;
 const MAX_RESTARTS: usize = 400;
 /// Converged when ‖B x − θ x‖ is below this for each wanted vector (L's residual is twice it).
 const TOLERANCE: f64 = 1e-5;
-/// Coefficients of one block against the basis (a block has at most 17 vectors).
-const MAX_COEFS: usize = 17 * (MAX_BASIS + 1);
+/// Widest block (16 wanted vectors and the extra one).
+const MAX_BLOCK: usize = 16 + EXTRA;
+/// Coefficients of one block against the basis.
+const MAX_COEFS: usize = MAX_BLOCK * (MAX_BASIS + 1);
 /// Below this fraction of its length left after projection, a vector is orthogonalised
 /// again against the whole basis.
 const MIN_KEPT: f64 = 0.1;
@@ -38,6 +40,8 @@ const MIN_KEPT: f64 = 0.1;
 const TASK_ROWS: usize = 1024;
 /// Rows per task of the dense vector work (and per partial sum of the reductions).
 const REDUCE_ROWS: usize = 4096;
+/// Rows per slice of the all-pairs passes over the basis.
+const L2_ROWS: usize = 512;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SpectralOutcome {
@@ -70,6 +74,7 @@ pub fn spectral_scratch(n: usize, dims: usize) -> ScratchSize {
     ScratchSize::new()
         .plus::<u32>(n) // component labels
         .plus::<f64>(2 * n) // D^{-1/2}, trivial vector
+        .plus::<f64>(row_stride(dims + EXTRA) * n) // a block scaled by D^{-1/2}, row-major
         .plus::<f64>(2 * basis * n) // Q and BQ
         .plus::<f64>(2 * kept * n) // kept Ritz vectors and their images
         .plus::<f64>(3 * basis * basis) // T, its eigenvectors, work
@@ -133,6 +138,7 @@ pub fn spectral_embedding(
     }
     let isd = s.take::<f64>(n, "inverse root degrees")?;
     let trivial = s.take::<f64>(n, "trivial eigenvector")?;
+    let scaled = s.take::<f64>(row_stride(dims + EXTRA) * n, "scaled block")?;
     let q = s.take::<f64>(basis * n, "krylov basis")?;
     let bq = s.take::<f64>(basis * n, "krylov images")?;
     let ritz = s.take::<f64>(keep * n, "ritz vectors")?;
@@ -153,16 +159,34 @@ pub fn spectral_embedding(
         trivial[i] = libm::sqrt(deg);
     }
     normalise(trivial);
-    let apply = |v: &[f64], out: &mut [f64]| {
-        for_row_chunks(par, n, TASK_ROWS, out, 1, &|_, start, rows, o| {
-            for r in 0..rows {
-                let i = start + r;
-                let (cols, ws) = graph.row(i);
-                let mut acc = 0.0;
-                for (&j, &w) in cols.iter().zip(ws) {
-                    acc += w as f64 * isd[j as usize] * v[j as usize];
+    // B applied to `width` vectors at once (one after another in `v`, images into `out`):
+    // the block scaled by D^{-1/2} is stored row-major, so each edge costs one gather of
+    // `width` neighbouring values rather than one per vector and one more for the degree.
+    let mut apply = |v: &[f64], out: &mut [f64], width: usize| {
+        let stride = row_stride(width);
+        let u = SharedMut::new(&mut scaled[..stride * n]);
+        par.run(chunk_count(n, TASK_ROWS), &|task| {
+            let lo = task * TASK_ROWS;
+            let hi = (lo + TASK_ROWS).min(n);
+            // SAFETY: this task alone writes rows [lo, hi) of the scaled block.
+            let u = unsafe { u.range(lo * stride, hi * stride) };
+            u.fill(0.0);
+            for c in 0..width {
+                for i in lo..hi {
+                    u[(i - lo) * stride + c] = isd[i] * v[c * n + i];
                 }
-                o[r] = 0.5 * (v[i] + isd[i] * acc);
+            }
+        });
+        let u = &scaled[..stride * n];
+        let o = SharedMut::new(out);
+        par.run(chunk_count(n, TASK_ROWS), &|task| {
+            let lo = task * TASK_ROWS;
+            let hi = (lo + TASK_ROWS).min(n);
+            // The usual widths (1-D to 3-D layouts) with their stride known to the compiler.
+            match stride {
+                2 => image_rows::<2>(graph, isd, v, u, width, &o, lo, hi),
+                4 => image_rows::<4>(graph, isd, v, u, width, &o, lo, hi),
+                _ => image_rows::<MAX_BLOCK>(graph, isd, v, u, width, &o, lo, hi),
             }
         });
     };
@@ -196,12 +220,21 @@ pub fn spectral_embedding(
                 q[col * n..(col + 1) * n].copy_from_slice(src);
             }
             {
+                // The source block's neighbours: the block before it and itself, and all
+                // kept Ritz vectors while the source is the first new block or one of them
+                // (thick restart couples them to the first new block only).
+                let local_from = if filled <= kept + block {
+                    0
+                } else {
+                    filled - 2 * block
+                };
                 let (prev, cur) = q.split_at_mut(filled * n);
                 project_out(
                     par,
                     &mut cur[..block * n],
                     trivial,
                     prev,
+                    local_from,
                     partials,
                     &mut coef,
                 );
@@ -234,16 +267,25 @@ pub fn spectral_embedding(
                         }
                     }
                 }
-                apply(&q[col * n..(col + 1) * n], &mut bq[col * n..(col + 1) * n]);
             }
+            apply(
+                &q[filled * n..(filled + block) * n],
+                &mut bq[filled * n..(filled + block) * n],
+                block,
+            );
             filled += block;
         }
         let k = filled;
         // T = Qᵀ B Q, symmetric as B is: its upper triangle, in one pass over the rows.
+        // Rows in slices small enough that a slice of every basis vector stays in L2.
         reduce_rows(par, n, k * k, partials, work, &|lo, hi, out| {
-            for a in 0..k {
-                for b in a..k {
-                    out[a * k + b] = dot(&q[a * n + lo..a * n + hi], &bq[b * n + lo..b * n + hi]);
+            out[..k * k].fill(0.0);
+            for (lo, hi) in slices(lo, hi) {
+                for a in 0..k {
+                    for b in a..k {
+                        out[a * k + b] +=
+                            dot(&q[a * n + lo..a * n + hi], &bq[b * n + lo..b * n + hi]);
+                    }
                 }
             }
         });
@@ -262,19 +304,21 @@ pub fn spectral_embedding(
             par.run(chunk_count(n, REDUCE_ROWS), &|task| {
                 let lo = task * REDUCE_ROWS;
                 let hi = (lo + REDUCE_ROWS).min(n);
-                for c in 0..kept {
-                    // SAFETY: this task alone writes rows [lo, hi) of each kept vector.
-                    let (x, y) = unsafe {
-                        (
-                            sx.range(c * n + lo, c * n + hi),
-                            sbx.range(c * n + lo, c * n + hi),
-                        )
-                    };
-                    x.fill(0.0);
-                    y.fill(0.0);
-                    for a in 0..k {
-                        axpy(tv[a * k + c], &q[a * n + lo..a * n + hi], x);
-                        axpy(tv[a * k + c], &bq[a * n + lo..a * n + hi], y);
+                for (lo, hi) in slices(lo, hi) {
+                    for c in 0..kept {
+                        // SAFETY: this task alone writes rows [lo, hi) of each kept vector.
+                        let (x, y) = unsafe {
+                            (
+                                sx.range(c * n + lo, c * n + hi),
+                                sbx.range(c * n + lo, c * n + hi),
+                            )
+                        };
+                        x.fill(0.0);
+                        y.fill(0.0);
+                        for a in 0..k {
+                            axpy(tv[a * k + c], &q[a * n + lo..a * n + hi], x);
+                            axpy(tv[a * k + c], &bq[a * n + lo..a * n + hi], y);
+                        }
                     }
                 }
             });
@@ -320,6 +364,68 @@ pub fn spectral_embedding(
     Ok(outcome)
 }
 
+/// Row length of a block scaled by D^{-1/2}: two or four values, so a row never straddles
+/// a cache line, else `MAX_BLOCK`.
+fn row_stride(width: usize) -> usize {
+    match width {
+        0..=2 => 2,
+        3 | 4 => 4,
+        _ => MAX_BLOCK,
+    }
+}
+
+/// Rows [lo, hi) of B applied to a block of `width` vectors: `v` the vectors one after
+/// another, `u` them scaled by D^{-1/2}, row-major with `S` values per row (zeros past
+/// `width`); the images go into `out`, laid out as `v`. Even and odd edges go to separate
+/// sums, so two chains of additions run at once.
+#[allow(clippy::too_many_arguments)]
+fn image_rows<const S: usize>(
+    graph: CsrRef,
+    isd: &[f64],
+    v: &[f64],
+    u: &[f64],
+    width: usize,
+    out: &SharedMut<f64>,
+    lo: usize,
+    hi: usize,
+) {
+    let n = isd.len();
+    let row = |j: u32| -> &[f64; S] { u[j as usize * S..][..S].try_into().unwrap() };
+    for i in lo..hi {
+        let (cols, ws) = graph.row(i);
+        let (mut even, mut odd) = ([0.0f64; S], [0.0f64; S]);
+        let (pairs, pair_ws) = (cols.chunks_exact(2), ws.chunks_exact(2));
+        let (last, last_w) = (pairs.remainder(), pair_ws.remainder());
+        for (j, w) in pairs.zip(pair_ws) {
+            let (a, b) = (row(j[0]), row(j[1]));
+            let (wa, wb) = (w[0] as f64, w[1] as f64);
+            for c in 0..S {
+                even[c] += wa * a[c];
+                odd[c] += wb * b[c];
+            }
+        }
+        if let (&[j], &[w]) = (last, last_w) {
+            let a = row(j);
+            for c in 0..S {
+                even[c] += w as f64 * a[c];
+            }
+        }
+        for c in 0..width {
+            let acc = even[c] + odd[c];
+            // SAFETY: this task alone writes row i of each image.
+            unsafe { out.set(c * n + i, 0.5 * (v[c * n + i] + isd[i] * acc)) };
+        }
+    }
+}
+
+/// Rows [lo, hi) in slices of `L2_ROWS`: a slice of the whole basis and its images (64
+/// vectors each) is 512 KB, so the all-pairs passes over it read L2 rather than L3.
+fn slices(lo: usize, hi: usize) -> impl Iterator<Item = (usize, usize)> {
+    (lo..hi)
+        .step_by(L2_ROWS)
+        .map(move |s| (s, (s + L2_ROWS).min(hi)))
+}
+
 fn normalise(v: &mut [f64]) -> f64 {
     let norm = libm::sqrt(dot(v, v));
     if norm > 0.0 {
@@ -330,17 +436,23 @@ fn normalise(v: &mut [f64]) -> f64 {
 
 /// Makes the vectors of `block` (each `trivial.len()` long) orthogonal to `trivial` and to
 /// the vectors in `prev`: classical Gram–Schmidt, twice, for the whole block at once, so each
-/// pass reads the earlier basis once rather than once per vector.
+/// pass reads the earlier basis once rather than once per vector. The first pass uses only
+/// the vectors of `prev` from `local_from` on (with `trivial`): B is symmetric, so B applied
+/// to a Krylov block is orthogonal to all but the blocks beside it, up to rounding, which the
+/// second pass, over the whole basis, removes. That halves the reads of the basis.
 fn project_out(
     par: &dyn Parallel,
     block: &mut [f64],
     trivial: &[f64],
     prev: &[f64],
+    local_from: usize,
     partials: &mut [f64],
     coef: &mut [f64],
 ) {
     let n = trivial.len();
     let (width, m) = (block.len() / n, prev.len() / n + 1);
+    // Basis index p: 0 is `trivial`, p ≥ 1 is prev's vector p − 1.
+    let used = |pass: usize, p: usize| pass == 1 || p == 0 || p > local_from;
     let basis = |p: usize| -> &[f64] {
         if p == 0 {
             trivial
@@ -348,7 +460,7 @@ fn project_out(
             &prev[(p - 1) * n..p * n]
         }
     };
-    for _ in 0..2 {
+    for pass in 0..2 {
         {
             let block = &*block;
             reduce_rows(
@@ -358,7 +470,7 @@ fn project_out(
                 partials,
                 &mut coef[..width * m],
                 &|lo, hi, out| {
-                    for p in 0..m {
+                    for p in (0..m).filter(|&p| used(pass, p)) {
                         let b = &basis(p)[lo..hi];
                         for c in 0..width {
                             out[c * m + p] = dot(&block[c * n + lo..c * n + hi], b);
@@ -372,7 +484,7 @@ fn project_out(
         par.run(chunk_count(n, REDUCE_ROWS), &|task| {
             let lo = task * REDUCE_ROWS;
             let hi = (lo + REDUCE_ROWS).min(n);
-            for p in 0..m {
+            for p in (0..m).filter(|&p| used(pass, p)) {
                 let b = &basis(p)[lo..hi];
                 for c in 0..width {
                     // SAFETY: this task alone touches rows [lo, hi) of each block vector.
