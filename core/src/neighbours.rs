@@ -75,19 +75,17 @@ fn projected_scratch(n: usize, d: usize, k: usize, r: usize, nnd: &NnDescentPara
     let pool = pool_size(n, k, nnd);
     ScratchSize::new()
         .plus::<f32>(r * d) // basis
-        .plus::<f32>(n * r) // projected rows
+        .plus::<i16>(n * nndescent::quantised_stride(r)) // projected rows, quantised
         .plus::<u32>(n * pool)
         .plus::<f32>(n * pool)
         .plus::<u32>(n) // visiting order
         .plus::<u8>(n) // visited flags
         .plus::<u8>(
             project::subspace_scratch(n, d, r, SUBSPACE_ROWS)
-                .max(nndescent::nn_descent_scratch(
-                    n,
-                    r,
-                    pool,
-                    Metric::SqEuclidean,
-                    nnd,
+                // The f32 projected rows, and beside them the search if they cannot be
+                // quantised (the quantised search needs no more).
+                .max(ScratchSize::new().plus::<f32>(n * r).plus::<u8>(
+                    nndescent::nn_descent_scratch(n, r, pool, Metric::SqEuclidean, nnd).bytes(),
                 ))
                 .max(ScratchSize::new().plus::<u8>(n * d)) // 8-bit copy for the ranking
                 .bytes(),
@@ -116,13 +114,16 @@ fn projected_search(
     let pool = pool_size(n, k, nnd);
     let mut st = Scratch::new(scratch);
     let basis = st.take::<f32>(r * d, "projection basis")?;
-    let z = st.take::<f32>(n * r, "projected rows")?;
+    let zq = st.take::<i16>(n * nndescent::quantised_stride(r), "quantised rows")?;
     let pidx = st.take::<u32>(n * pool, "candidate indices")?;
     let pdist = st.take::<f32>(n * pool, "candidate distances")?;
     let order = st.take::<u32>(n, "visiting order")?;
     let visited = st.take::<u8>(n, "visited flags")?;
     let rest = st.rest_mut();
     project::dominant_subspace(x, r, SUBSPACE_ROWS, nnd.seed, par, rest, basis)?;
+    // The f32 projection lives in the free scratch: once quantised it is not needed.
+    let mut zs = Scratch::new(rest);
+    let z = zs.take::<f32>(n * r, "projected rows")?;
     project::project(x, basis, r, par, z)?;
     knn::fill_norms(x, metric, Kernel::Simd, norms);
     if metric == Metric::Cosine {
@@ -131,18 +132,21 @@ fn projected_search(
             zi.iter_mut().for_each(|v| *v *= inv);
         }
     }
-    let zm = MatRef::dense(z, n, r)?;
-    nndescent::nn_descent(
-        zm,
-        pool,
-        Metric::SqEuclidean,
-        nnd,
-        par,
-        obs,
-        rest,
-        pidx,
-        pdist,
-    )?;
+    // The search runs on the rows quantised to 16 bits unless that would blur them.
+    match nndescent::quantise(z, n, r, zq).filter(|q| q.resolved()) {
+        Some(q) => nndescent::nn_descent_quantised(&q, n, pool, nnd, par, obs, rest, pidx, pdist)?,
+        None => nndescent::nn_descent(
+            MatRef::dense(z, n, r)?,
+            pool,
+            Metric::SqEuclidean,
+            nnd,
+            par,
+            obs,
+            zs.rest_mut(),
+            pidx,
+            pdist,
+        )?,
+    }
     breadth_first_order(pidx, pool, visited, order);
     // 8-bit data (whole numbers 0..=255, as in images) is ranked in integers: exact, and a
     // quarter of the memory traffic of the f32 rows, which bounds this step.
@@ -363,6 +367,58 @@ mod tests {
     use crate::Rng;
     use crate::Serial;
     use crate::threads::Threads;
+
+    /// The projected search on clustered data, quantised, and with one far outlier that
+    /// sends it to the f32 search: both find the true neighbours.
+    #[test]
+    fn projected_search_with_and_without_quantisation() {
+        // Ten clusters in a 10-D subspace of 40-D, so a 16-D projection keeps the structure.
+        let (n, d, k, inner) = (2000, 40, 10, 10);
+        let mut r = Rng::new(9);
+        let mix: Vec<f32> = (0..inner * d).map(|_| r.normal() as f32).collect();
+        let mut x = vec![0.0f32; n * d];
+        for i in 0..n {
+            let u: Vec<f32> = (0..inner)
+                .map(|c| if c == i % 10 { 8.0 } else { 0.0 } + r.normal() as f32)
+                .collect();
+            for f in 0..d {
+                x[i * d + f] = (0..inner).map(|c| u[c] * mix[c * d + f]).sum();
+            }
+        }
+        let nnd = NnDescentParams {
+            projection: nndescent::Projection::Dims(16),
+            ..Default::default()
+        };
+        for outlier in [false, true] {
+            if outlier {
+                x[..d].iter_mut().for_each(|v| *v = 1e5);
+            }
+            let m = MatRef::dense(&x, n, d).unwrap();
+            let run = |method: KnnMethod| {
+                let metric = Metric::SqEuclidean;
+                let mut sc = vec![0u8; search_scratch(n, d, k, metric, method, &nnd).bytes()];
+                let (mut idx, mut dist) = (vec![0u32; n * k], vec![0.0f32; n * k]);
+                let (par, obs) = (Threads::new(2), &mut crate::Silent);
+                search(
+                    m, k, metric, method, &nnd, &par, obs, &mut sc, &mut idx, &mut dist,
+                )
+                .unwrap();
+                idx
+            };
+            let (exact, approx) = (run(KnnMethod::Exact), run(KnnMethod::Approx));
+            let hits: usize = (0..n)
+                .map(|i| {
+                    let e = &exact[i * k..(i + 1) * k];
+                    approx[i * k..(i + 1) * k]
+                        .iter()
+                        .filter(|j| e.contains(j))
+                        .count()
+                })
+                .sum();
+            let recall = hits as f64 / (n * k) as f64;
+            assert!(recall > 0.9, "outlier {outlier}: recall {recall}");
+        }
+    }
 
     /// On whole numbers small enough for f32 to hold every sum exactly, ranking by byte
     /// distances and by f32 distances must give the same lists and the same bits.

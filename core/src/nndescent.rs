@@ -235,20 +235,150 @@ impl Update {
 // SAFETY: plain u32/f32 fields.
 unsafe impl crate::scratch::Pod for Update {}
 
-/// Squared Euclidean distances through the norm identity.
+/// Rows the search measures squared distances between.
+trait Rows: Sync {
+    fn dist(&self, a: usize, b: usize) -> f32;
+    /// For a tree split between rows `a` and `b`: positive for a row `x` nearer to `a`,
+    /// negative for one nearer to `b`.
+    fn side(&self, x: usize, a: usize, b: usize) -> f32;
+}
+
+/// f32 rows: squared Euclidean distances through the norm identity.
 struct Space<'a> {
     x: MatRef<'a>,
     norms: &'a [f32],
 }
 
-impl Space<'_> {
+impl Rows for Space<'_> {
     #[inline(always)]
     fn dist(&self, a: usize, b: usize) -> f32 {
         let d =
             self.norms[a] + self.norms[b] - 2.0 * simd::dot_unrolled(self.x.row(a), self.x.row(b));
         if d > 0.0 { d } else { 0.0 }
     }
+
+    #[inline(always)]
+    fn side(&self, x: usize, a: usize, b: usize) -> f32 {
+        // Nearer to a than to b  ⇔  x·(a − b) > (‖a‖² − ‖b‖²) / 2; both products in one pass
+        // over x.
+        let [da, db] = simd::dot_1xn(self.x.row(x), [self.x.row(a), self.x.row(b)]);
+        da - db - 0.5 * (self.norms[a] - self.norms[b])
+    }
 }
+
+/// Rows quantised to 16-bit integers (`quantise`): exact integer distances from half the
+/// bytes of f32 rows and a quarter of the instructions.
+pub struct QuantisedRows<'a> {
+    q: &'a [i16],
+    stride: usize,
+    /// The rows' typical spread in steps (see `resolved`).
+    spread_steps: f64,
+}
+
+impl Rows for QuantisedRows<'_> {
+    #[inline(always)]
+    fn dist(&self, a: usize, b: usize) -> f32 {
+        let s = self.stride;
+        simd::sq_dist_i16(&self.q[a * s..(a + 1) * s], &self.q[b * s..(b + 1) * s]) as f32
+    }
+
+    #[inline(always)]
+    fn side(&self, x: usize, a: usize, b: usize) -> f32 {
+        let s = self.stride;
+        let row = |i: usize| &self.q[i * s..(i + 1) * s];
+        let [da, db] = simd::sq_dist_i16_x2(row(x), [row(a), row(b)]);
+        (db as i64 - da as i64) as f32
+    }
+}
+
+impl QuantisedRows<'_> {
+    /// Whether the quantisation keeps the rows apart: their typical spread (the root sum
+    /// over columns of the squared mean absolute deviation) spans at least `MIN_SPREAD_STEPS`
+    /// steps. A few far outliers stretch the common scale until the rest collapse onto a
+    /// few values, while hardly moving the mean absolute deviations; such data are searched
+    /// in f32.
+    pub fn resolved(&self) -> bool {
+        self.spread_steps >= MIN_SPREAD_STEPS
+    }
+}
+
+/// See `QuantisedRows::resolved`. Rounding moves a squared distance by about
+/// √(r/6) steps' worth; at this spread that is a fraction of a per cent of typical distances.
+const MIN_SPREAD_STEPS: f64 = 1024.0;
+
+/// Row length of `quantise`'s output for `r` columns: a multiple of eight (zero padded).
+pub fn quantised_stride(r: usize) -> usize {
+    r.div_ceil(8) * 8
+}
+
+/// Quantises the `n` rows of `r` columns in `z` into `out` (n × `quantised_stride(r)`):
+/// each column is centred on the middle of its range and all are scaled by one factor (so
+/// distances keep their proportions), chosen so that any squared distance fits in 31 bits.
+/// Rounding moves each coordinate by at most half a step of 1/2 896 of the widest column's
+/// half-range at r = 64. Returns None if a value is not finite or r > `MAX_QUANTISED_COLS`.
+pub fn quantise<'a>(
+    z: &[f32],
+    n: usize,
+    r: usize,
+    out: &'a mut [i16],
+) -> Option<QuantisedRows<'a>> {
+    let stride = quantised_stride(r);
+    if r > MAX_QUANTISED_COLS || z.len() < n * r || out.len() < n * stride {
+        return None;
+    }
+    // Column ranges and means, then mean absolute deviations, row by row.
+    let mut lo = [f32::INFINITY; MAX_QUANTISED_COLS];
+    let mut hi = [f32::NEG_INFINITY; MAX_QUANTISED_COLS];
+    let mut mean = [0.0f64; MAX_QUANTISED_COLS];
+    for row in z[..n * r].chunks_exact(r) {
+        for (c, &v) in row.iter().enumerate() {
+            if !v.is_finite() {
+                return None;
+            }
+            lo[c] = lo[c].min(v);
+            hi[c] = hi[c].max(v);
+            mean[c] += v as f64;
+        }
+    }
+    let mut mad = [0.0f64; MAX_QUANTISED_COLS];
+    let count = n.max(1) as f64;
+    mean[..r].iter_mut().for_each(|m| *m /= count);
+    for row in z[..n * r].chunks_exact(r) {
+        for (c, &v) in row.iter().enumerate() {
+            mad[c] += (v as f64 - mean[c]).abs();
+        }
+    }
+    let spread = libm::sqrt(
+        mad[..r]
+            .iter()
+            .map(|m| (m / count) * (m / count))
+            .sum::<f64>(),
+    );
+    let half = (0..r).fold(0.0f32, |h, c| h.max(0.5 * hi[c] - 0.5 * lo[c]));
+    // |difference| ≤ 2·limit per column, so a row's squared distance is at most
+    // stride · (2·limit)² < 2^31.
+    let limit = (libm::sqrt((1u64 << 31) as f64 / stride as f64) / 2.0).floor() - 1.0;
+    let scale = if half > 0.0 { limit / half as f64 } else { 0.0 };
+    for (o, row) in out[..n * stride]
+        .chunks_exact_mut(stride)
+        .zip(z.chunks_exact(r))
+    {
+        for c in 0..r {
+            let mid = 0.5 * lo[c] + 0.5 * hi[c];
+            let v = ((row[c] - mid) as f64 * scale).round();
+            o[c] = v.clamp(-limit, limit) as i16;
+        }
+        o[r..].fill(0);
+    }
+    Some(QuantisedRows {
+        q: out,
+        stride,
+        spread_steps: spread * scale,
+    })
+}
+
+/// Widest rows `quantise` takes.
+pub const MAX_QUANTISED_COLS: usize = 256;
 
 /// One point's neighbour heap: a bounded max-heap on (distance, index) plus "new" flags.
 struct Heap<'a> {
@@ -361,41 +491,9 @@ pub fn nn_descent(
     dist: &mut [f32],
 ) -> Result<()> {
     let (n, dim) = (x.rows(), x.cols());
-    if n < 2 {
-        return Err(Error::TooFewPoints { n, min: 2 });
-    }
-    ensure(k >= 1 && k < n, "k", "must satisfy 1 <= k <= N - 1")?;
-    ensure(n < u32::MAX as usize, "N", "more than 2^32 - 1 points")?;
-    ensure(params.trees >= 1, "trees", "at least one tree is needed")?;
-    ensure(
-        params.max_candidates >= 1,
-        "max candidates",
-        "must be at least 1",
-    )?;
-    ensure(
-        params.delta.is_finite() && params.delta >= 0.0,
-        "delta",
-        "must be a finite number >= 0",
-    )?;
-    ensure_len("knn indices", n * k, idx.len())?;
-    ensure_len("knn distances", n * k, dist.len())?;
-    let mc = params.max_candidates;
+    check(n, k, params, idx, dist)?;
     let mut s = Scratch::new(scratch);
     let norms = s.take::<f32>(n, "norms")?;
-    let flags = s.take::<u8>(n * k, "flags")?;
-    let lens = s.take::<u32>(n, "heap lengths")?;
-    let worst = s.take::<f32>(n, "worst heap distances")?;
-    worst.fill(f32::INFINITY);
-    let perm = s.take::<u32>(n, "tree permutation")?;
-    let stack = s.take::<u32>(2 * n, "tree stack")?;
-    let leaves = s.take::<u32>(2 * n, "tree leaves")?;
-    let offs = s.take::<u32>(n + 1, "leaf offsets")?;
-    let cands = s.take::<u32>(2 * n * mc, "candidates")?;
-    let counts = s.take::<u32>(2 * n, "candidate counts")?;
-    let seen = s.take::<u32>(2 * n, "candidates seen")?;
-    let chunk_updates = s.take::<u32>(chunk_count(wave_points(n), TASK_ROWS), "update counts")?;
-    let updates = s.take_as_is::<Update>(update_capacity(n, mc), "updates")?;
-
     // Cosine distance ranks like Euclidean distance between unit vectors: work on those.
     let xs = if metric == Metric::Cosine {
         let unit = s.take::<f32>(n * dim, "unit rows")?;
@@ -416,6 +514,90 @@ pub fn nn_descent(
         *nv = simd::dot(r, r);
     }
     let space = Space { x: xs, norms };
+    descend(&space, n, k, params, par, obs, &mut s, idx, dist)?;
+    if metric == Metric::Cosine {
+        // ‖a − b‖² = 2 (1 − cos) for unit vectors.
+        dist.iter_mut().for_each(|v| *v *= 0.5);
+    }
+    Ok(())
+}
+
+/// `nn_descent` (squared Euclidean) on rows from `quantise`; `scratch` as
+/// `nn_descent_scratch(n, 0, k, Metric::SqEuclidean, params)`. Distances come out in the
+/// quantised units.
+#[allow(clippy::too_many_arguments)]
+pub fn nn_descent_quantised(
+    rows: &QuantisedRows,
+    n: usize,
+    k: usize,
+    params: &NnDescentParams,
+    par: &dyn Parallel,
+    obs: &mut dyn Observer,
+    scratch: &mut [u8],
+    idx: &mut [u32],
+    dist: &mut [f32],
+) -> Result<()> {
+    ensure(
+        rows.q.len() >= n * rows.stride,
+        "quantised rows",
+        "fewer than n rows",
+    )?;
+    check(n, k, params, idx, dist)?;
+    let mut s = Scratch::new(scratch);
+    let _ = s.take::<f32>(n, "norms")?;
+    descend(rows, n, k, params, par, obs, &mut s, idx, dist)
+}
+
+fn check(n: usize, k: usize, params: &NnDescentParams, idx: &[u32], dist: &[f32]) -> Result<()> {
+    if n < 2 {
+        return Err(Error::TooFewPoints { n, min: 2 });
+    }
+    ensure(k >= 1 && k < n, "k", "must satisfy 1 <= k <= N - 1")?;
+    ensure(n < u32::MAX as usize, "N", "more than 2^32 - 1 points")?;
+    ensure(params.trees >= 1, "trees", "at least one tree is needed")?;
+    ensure(
+        params.max_candidates >= 1,
+        "max candidates",
+        "must be at least 1",
+    )?;
+    ensure(
+        params.delta.is_finite() && params.delta >= 0.0,
+        "delta",
+        "must be a finite number >= 0",
+    )?;
+    ensure_len("knn indices", n * k, idx.len())?;
+    ensure_len("knn distances", n * k, dist.len())?;
+    Ok(())
+}
+
+/// The search itself: trees, then NN-descent rounds, then each heap sorted ascending.
+#[allow(clippy::too_many_arguments)]
+fn descend<S: Rows>(
+    space: &S,
+    n: usize,
+    k: usize,
+    params: &NnDescentParams,
+    par: &dyn Parallel,
+    obs: &mut dyn Observer,
+    s: &mut Scratch,
+    idx: &mut [u32],
+    dist: &mut [f32],
+) -> Result<()> {
+    let mc = params.max_candidates;
+    let flags = s.take::<u8>(n * k, "flags")?;
+    let lens = s.take::<u32>(n, "heap lengths")?;
+    let worst = s.take::<f32>(n, "worst heap distances")?;
+    worst.fill(f32::INFINITY);
+    let perm = s.take::<u32>(n, "tree permutation")?;
+    let stack = s.take::<u32>(2 * n, "tree stack")?;
+    let leaves = s.take::<u32>(2 * n, "tree leaves")?;
+    let offs = s.take::<u32>(n + 1, "leaf offsets")?;
+    let cands = s.take::<u32>(2 * n * mc, "candidates")?;
+    let counts = s.take::<u32>(2 * n, "candidate counts")?;
+    let seen = s.take::<u32>(2 * n, "candidates seen")?;
+    let chunk_updates = s.take::<u32>(chunk_count(wave_points(n), TASK_ROWS), "update counts")?;
+    let updates = s.take_as_is::<Update>(update_capacity(n, mc), "updates")?;
+
     let mut rng = Rng::stream(params.seed, 0x4e4e);
 
     // 1. Random-projection trees: points sharing a leaf become candidates for each other.
@@ -440,7 +622,7 @@ pub fn nn_descent(
                 nleaves += 1;
                 continue;
             }
-            let mid = split(&space, &mut perm[st..en], &mut rng) + st;
+            let mid = split(space, &mut perm[st..en], &mut rng) + st;
             stack[sp] = st as u32;
             stack[sp + 1] = mid as u32;
             stack[sp + 2] = mid as u32;
@@ -574,10 +756,6 @@ pub fn nn_descent(
     }
     for i in 0..n {
         crate::knn::heap_sort(&mut dist[i * k..(i + 1) * k], &mut idx[i * k..(i + 1) * k]);
-        if metric == Metric::Cosine {
-            // ‖a − b‖² = 2 (1 − cos) for unit vectors.
-            dist[i * k..(i + 1) * k].iter_mut().for_each(|v| *v *= 0.5);
-        }
     }
     Ok(())
 }
@@ -602,7 +780,7 @@ fn row_heap<'a>(
 
 /// Splits `perm` by the hyperplane equidistant from two random points; returns the size of
 /// the first part. Falls back to halving when the hyperplane separates nothing (duplicates).
-fn split(space: &Space, perm: &mut [u32], rng: &mut Rng) -> usize {
+fn split<S: Rows>(space: &S, perm: &mut [u32], rng: &mut Rng) -> usize {
     let m = perm.len();
     let a = perm[rng.below(m)] as usize;
     let mut b = perm[rng.below(m)] as usize;
@@ -612,13 +790,9 @@ fn split(space: &Space, perm: &mut [u32], rng: &mut Rng) -> usize {
         }
         b = perm[rng.below(m)] as usize;
     }
-    // Side of x: closer to a than to b  ⇔  x·(a − b) > (‖a‖² − ‖b‖²) / 2.
-    let (ra, rb) = (space.x.row(a), space.x.row(b));
-    let offset = 0.5 * (space.norms[a] - space.norms[b]);
     let mut lo = 0;
     for q in 0..m {
-        let r = space.x.row(perm[q] as usize);
-        let side = simd::dot(r, ra) - simd::dot(r, rb) - offset;
+        let side = space.side(perm[q] as usize, a, b);
         let left = if side == 0.0 {
             rng.below(2) == 0
         } else {
@@ -757,6 +931,66 @@ mod tests {
             .unwrap();
             assert_eq!(ai, bi);
         }
+    }
+
+    #[test]
+    fn quantised_rows_keep_distances_and_recall() {
+        let (n, d, k) = (3000, 20, 15);
+        let x = data(n, d);
+        let m = MatRef::dense(&x, n, d).unwrap();
+        let stride = quantised_stride(d);
+        assert_eq!(stride, 24);
+        let mut q = vec![0i16; n * stride];
+        let rows = quantise(&x, n, d, &mut q).unwrap();
+        assert!(rows.resolved());
+        // Quantised distances are the f32 ones times one factor, up to rounding.
+        let space_d = |a: usize, b: usize| -> f64 {
+            (0..d)
+                .map(|c| (x[a * d + c] as f64 - x[b * d + c] as f64).powi(2))
+                .sum()
+        };
+        let scale = rows.dist(0, 1) as f64 / space_d(0, 1);
+        for (a, b) in [(2, 3), (10, 2000), (5, 2999), (1234, 77)] {
+            let ratio = rows.dist(a, b) as f64 / space_d(a, b);
+            assert!(
+                (ratio / scale - 1.0).abs() < 1e-2,
+                "{a} {b}: {ratio} vs {scale}"
+            );
+        }
+        let (mut norms, mut ei, mut ed) = (vec![0.0; n], vec![0u32; n * k], vec![0.0; n * k]);
+        let (metric, kernel) = (Metric::SqEuclidean, Kernel::Simd);
+        exact_knn(
+            m,
+            k,
+            metric,
+            kernel,
+            &Serial,
+            &mut Silent,
+            &mut norms,
+            &mut ei,
+            &mut ed,
+        )
+        .unwrap();
+        let p = NnDescentParams::default();
+        let mut sc = vec![0u8; nn_descent_scratch(n, 0, k, metric, &p).bytes()];
+        let (mut ai, mut ad) = (vec![0u32; n * k], vec![0.0; n * k]);
+        let run = |sc: &mut [u8], ai: &mut [u32], ad: &mut [f32], par: &dyn Parallel| {
+            nn_descent_quantised(&rows, n, k, &p, par, &mut Silent, sc, ai, ad).unwrap()
+        };
+        run(&mut sc, &mut ai, &mut ad, &Serial);
+        let rc = recall(&ei, &ai, k);
+        assert!(rc >= 0.95, "recall {rc}");
+        let (mut bi, mut bd) = (vec![0u32; n * k], vec![0.0; n * k]);
+        run(&mut sc, &mut bi, &mut bd, &crate::threads::Threads::new(3));
+        assert_eq!(ai, bi);
+        assert_eq!(ad, bd);
+
+        // One far outlier squeezes everything else onto a few steps: not resolved.
+        let mut y = x.clone();
+        y[0] = 1e6;
+        assert!(!quantise(&y, n, d, &mut q).unwrap().resolved());
+        y[0] = f32::NAN;
+        assert!(quantise(&y, n, d, &mut q).is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 pub unsafe trait Pod: Copy + 'static {}
 unsafe impl Pod for u8 {}
 unsafe impl Pod for u16 {}
+unsafe impl Pod for i16 {}
 unsafe impl Pod for u32 {}
 unsafe impl Pod for u64 {}
 unsafe impl Pod for usize {}

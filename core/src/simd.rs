@@ -95,9 +95,16 @@ pub fn dot_4x2(q: [&[f32]; 4], b: [&[f32]; 2]) -> [[f32; 2]; 4] {
 /// the rows come from scattered places.
 #[inline]
 pub fn dot_1x4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+    dot_1xn(a, b)
+}
+
+/// Dot products of `a` with `N` rows, as [`dot_1x4`]: each with [`dot`]'s arithmetic, `a`
+/// loaded once for all of them.
+#[inline]
+pub fn dot_1xn<const N: usize>(a: &[f32], b: [&[f32]; N]) -> [f32; N] {
     let n = b.iter().fold(a.len(), |m, r| m.min(r.len()));
     let body = n - n % LANES;
-    let mut acc = [f32x8::ZERO; 4];
+    let mut acc = [f32x8::ZERO; N];
     let mut i = 0;
     while i < body {
         let av = load(&a[i..]);
@@ -216,6 +223,68 @@ pub fn sq_dist_u8_x4(a: &[u8], b: [&[u8]; 4]) -> [u32; 4] {
     })
 }
 
+#[inline(always)]
+fn load_i16(s: &[i16]) -> wide::i16x8 {
+    wide::i16x8::from(<[i16; 8]>::try_from(&s[..8]).unwrap())
+}
+
+/// Squared Euclidean distance between rows of 16-bit integers whose length is a multiple
+/// of 8, exact when every difference fits in 16 bits and the whole sum in 31 (as
+/// `nndescent::quantise` guarantees): differences squared and paired by `pmaddwd`.
+#[inline]
+pub fn sq_dist_i16(a: &[i16], b: &[i16]) -> u32 {
+    let [d] = sq_dist_i16_xn(a, [b]);
+    d
+}
+
+/// [`sq_dist_i16`] from `a` to two rows, `a` loaded once.
+#[inline]
+pub fn sq_dist_i16_x2(a: &[i16], b: [&[i16]; 2]) -> [u32; 2] {
+    sq_dist_i16_xn(a, b)
+}
+
+#[inline(always)]
+fn sq_dist_i16_xn<const N: usize>(a: &[i16], b: [&[i16]; N]) -> [u32; N] {
+    use wide::i32x4;
+    let n = b.iter().fold(a.len(), |m, r| m.min(r.len()));
+    debug_assert_eq!(n % 8, 0);
+    // Two sums per row: two chains of additions in flight.
+    let mut acc = [[i32x4::ZERO; 2]; N];
+    let mut i = 0;
+    while i + 16 <= n {
+        let (a0, a1) = (load_i16(&a[i..]), load_i16(&a[i + 8..]));
+        for (s, r) in acc.iter_mut().zip(b) {
+            let d0 = a0 - load_i16(&r[i..]);
+            let d1 = a1 - load_i16(&r[i + 8..]);
+            s[0] += d0.dot(d0);
+            s[1] += d1.dot(d1);
+        }
+        i += 16;
+    }
+    if i + 8 <= n {
+        let a0 = load_i16(&a[i..]);
+        for (s, r) in acc.iter_mut().zip(b) {
+            let d0 = a0 - load_i16(&r[i..]);
+            s[0] += d0.dot(d0);
+        }
+    }
+    core::array::from_fn(|q| {
+        let t = (acc[q][0] + acc[q][1]).to_array();
+        (t[0] as u32)
+            .wrapping_add(t[1] as u32)
+            .wrapping_add(t[2] as u32)
+            .wrapping_add(t[3] as u32)
+    })
+}
+
+/// Scalar twin of [`sq_dist_i16`].
+pub fn sq_dist_i16_scalar(a: &[i16], b: &[i16]) -> u32 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| ((x as i32 - y as i32) * (x as i32 - y as i32)) as u32)
+        .sum()
+}
+
 /// Scalar twin of [`sq_dist_u8`] (integers, so any order gives the same result).
 pub fn sq_dist_u8_scalar(a: &[u8], b: &[u8]) -> u32 {
     a.iter()
@@ -266,6 +335,17 @@ mod tests {
                 dot_unrolled(&a, &b).to_bits(),
                 dot_unrolled_scalar(&a, &b).to_bits(),
                 "unrolled, n = {n}"
+            );
+            let two = dot_1xn(&a, [&b, &a]);
+            assert_eq!(
+                two[0].to_bits(),
+                dot_scalar(&a, &b).to_bits(),
+                "1x2, n = {n}"
+            );
+            assert_eq!(
+                two[1].to_bits(),
+                dot_scalar(&a, &a).to_bits(),
+                "1x2, n = {n}"
             );
             let four = dot_1x4(&a, [&b, &a, &b, &a]);
             for (c, r) in [&b, &a, &b, &a].into_iter().enumerate() {
@@ -319,6 +399,37 @@ mod tests {
                 );
                 assert_eq!(dot_u8(&a, &b) as u64, exact_dot, "n = {n}");
                 assert_eq!(dot_u8_scalar(&a, &b) as u64, exact_dot, "n = {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn i16_distances_equal_their_scalar_twin_and_exact_sums() {
+        let mut r = Rng::new(5);
+        for n in [0, 8, 16, 24, 64, 128, 1024] {
+            // The largest values `nndescent::quantise` writes for this width.
+            let limit = ((1u64 << 31) as f64 / n.max(1) as f64).sqrt() / 2.0 - 1.0;
+            let limit = limit.floor() as i64;
+            for extreme in [false, true] {
+                let a: Vec<i16> = (0..n)
+                    .map(|_| if extreme { -limit } else { r.below(2 * limit as usize + 1) as i64 - limit } as i16)
+                    .collect();
+                let b: Vec<i16> = (0..n)
+                    .map(|_| if extreme { limit } else { r.below(2 * limit as usize + 1) as i64 - limit } as i16)
+                    .collect();
+                let exact: u64 = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(&x, &y)| (x as i64 - y as i64).pow(2) as u64)
+                    .sum();
+                assert!(exact < 1 << 31);
+                assert_eq!(sq_dist_i16(&a, &b) as u64, exact, "n = {n}");
+                assert_eq!(sq_dist_i16_scalar(&a, &b) as u64, exact, "n = {n}");
+                assert_eq!(
+                    sq_dist_i16_x2(&a, [&b, &a]).map(u64::from),
+                    [exact, 0],
+                    "n = {n}"
+                );
             }
         }
     }
