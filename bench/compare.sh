@@ -94,7 +94,7 @@ stages=$(grep '^stages:' "$work/ember.log" | sed 's/^stages: //')
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 col() { awk -v n="$1" -v c="$2" '$1==n {print $c}' "$work/times"; }
 row() {
-  printf '| %s | %s | %s| %.0f MB | %s | %s |\n' "$1" "$(col "$1" 2 | median)" "$(col "$1" 2 | tr '\n' ' ')" \
+  printf '| %s | %s | %s| %.0f MiB | %s | %s |\n' "$1" "$(col "$1" 2 | median)" "$(col "$1" 2 | tr '\n' ' ')" \
     "$(col "$1" 3 | median | awk '{print $1/1024}')" \
     "$(awk '/^recall@10/ {print $2}' "$work/$1.eval")" "$(awk '/^10-NN accuracy/ {print $3}' "$work/$1.eval")"
 }

@@ -876,25 +876,33 @@ mod tests {
         crate::metrics::knn_recall(a, b, k).unwrap()
     }
 
+    /// The exact k nearest neighbours of every row.
+    fn exact(m: MatRef, k: usize, metric: Metric) -> Vec<u32> {
+        let n = m.rows();
+        let (mut norms, mut ei, mut ed) = (vec![0.0; n], vec![0u32; n * k], vec![0.0; n * k]);
+        let (kernel, par) = (Kernel::Simd, &Serial);
+        exact_knn(
+            m,
+            k,
+            metric,
+            kernel,
+            par,
+            &mut Silent,
+            &mut norms,
+            &mut ei,
+            &mut ed,
+        )
+        .unwrap();
+        ei
+    }
+
     #[test]
     fn high_recall_against_exact_search_and_deterministic() {
         let (n, d, k) = (3000, 20, 15);
         let x = data(n, d);
         let m = MatRef::dense(&x, n, d).unwrap();
         for metric in [Metric::SqEuclidean, Metric::Cosine] {
-            let (mut norms, mut ei, mut ed) = (vec![0.0; n], vec![0u32; n * k], vec![0.0; n * k]);
-            exact_knn(
-                m,
-                k,
-                metric,
-                Kernel::Simd,
-                &Serial,
-                &mut Silent,
-                &mut norms,
-                &mut ei,
-                &mut ed,
-            )
-            .unwrap();
+            let ei = exact(m, k, metric);
             let p = NnDescentParams::default();
             let mut sc = vec![0u8; nn_descent_scratch(n, d, k, metric, &p).bytes()];
             let (mut ai, mut ad) = (vec![0u32; n * k], vec![0.0; n * k]);
@@ -957,20 +965,8 @@ mod tests {
                 "{a} {b}: {ratio} vs {scale}"
             );
         }
-        let (mut norms, mut ei, mut ed) = (vec![0.0; n], vec![0u32; n * k], vec![0.0; n * k]);
-        let (metric, kernel) = (Metric::SqEuclidean, Kernel::Simd);
-        exact_knn(
-            m,
-            k,
-            metric,
-            kernel,
-            &Serial,
-            &mut Silent,
-            &mut norms,
-            &mut ei,
-            &mut ed,
-        )
-        .unwrap();
+        let metric = Metric::SqEuclidean;
+        let ei = exact(m, k, metric);
         let p = NnDescentParams::default();
         let mut sc = vec![0u8; nn_descent_scratch(n, 0, k, metric, &p).bytes()];
         let (mut ai, mut ad) = (vec![0u32; n * k], vec![0.0; n * k]);
