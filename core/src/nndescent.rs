@@ -357,7 +357,7 @@ pub fn quantise<'a>(
     let half = (0..r).fold(0.0f32, |h, c| h.max(0.5 * hi[c] - 0.5 * lo[c]));
     // |difference| ≤ 2·limit per column, so a row's squared distance is at most
     // stride · (2·limit)² < 2^31.
-    let limit = (libm::sqrt((1u64 << 31) as f64 / stride as f64) / 2.0).floor() - 1.0;
+    let limit = libm::floor(libm::sqrt((1u64 << 31) as f64 / stride as f64) / 2.0) - 1.0;
     let scale = if half > 0.0 { limit / half as f64 } else { 0.0 };
     for (o, row) in out[..n * stride]
         .chunks_exact_mut(stride)
@@ -365,7 +365,7 @@ pub fn quantise<'a>(
     {
         for c in 0..r {
             let mid = 0.5 * lo[c] + 0.5 * hi[c];
-            let v = ((row[c] - mid) as f64 * scale).round();
+            let v = libm::round((row[c] - mid) as f64 * scale);
             o[c] = v.clamp(-limit, limit) as i16;
         }
         o[r..].fill(0);
