@@ -267,7 +267,7 @@ impl Rows for Space<'_> {
 }
 
 /// Rows quantised to 16-bit integers (`quantise`): exact integer distances from half the
-/// bytes of f32 rows and a quarter of the instructions.
+/// bytes of f32 rows, two values multiplied and paired per lane.
 pub struct QuantisedRows<'a> {
     q: &'a [i16],
     stride: usize,
@@ -359,13 +359,13 @@ pub fn quantise<'a>(
     // stride · (2·limit)² < 2^31.
     let limit = libm::floor(libm::sqrt((1u64 << 31) as f64 / stride as f64) / 2.0) - 1.0;
     let scale = if half > 0.0 { limit / half as f64 } else { 0.0 };
+    let mid: [f32; MAX_QUANTISED_COLS] = core::array::from_fn(|c| 0.5 * lo[c] + 0.5 * hi[c]);
     for (o, row) in out[..n * stride]
         .chunks_exact_mut(stride)
         .zip(z.chunks_exact(r))
     {
         for c in 0..r {
-            let mid = 0.5 * lo[c] + 0.5 * hi[c];
-            let v = libm::round((row[c] - mid) as f64 * scale);
+            let v = libm::round((row[c] - mid[c]) as f64 * scale);
             o[c] = v.clamp(-limit, limit) as i16;
         }
         o[r..].fill(0);
@@ -543,9 +543,17 @@ pub fn nn_descent_quantised(
         "fewer than n rows",
     )?;
     check(n, k, params, idx, dist)?;
-    let mut s = Scratch::new(scratch);
-    let _ = s.take::<f32>(n, "norms")?;
-    descend(rows, n, k, params, par, obs, &mut s, idx, dist)
+    descend(
+        rows,
+        n,
+        k,
+        params,
+        par,
+        obs,
+        &mut Scratch::new(scratch),
+        idx,
+        dist,
+    )
 }
 
 fn check(n: usize, k: usize, params: &NnDescentParams, idx: &[u32], dist: &[f32]) -> Result<()> {
