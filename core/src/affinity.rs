@@ -265,16 +265,7 @@ pub fn symmetrize_with(
     ensure_len("indices", 2 * n * k, indices.len())?;
     ensure_len("values", 2 * n * k, values.len())?;
     ensure_len("cursor", n, cursor.len())?;
-    if let Some(&j) = idx.iter().find(|&&j| j as usize >= n) {
-        return Err(Error::InvalidParameter {
-            name: "neighbour index",
-            reason: if j == u32::MAX {
-                "unset"
-            } else {
-                "out of range"
-            },
-        });
-    }
+    crate::locality::check_neighbour_indices(idx, n)?;
     // Row i holds its k own entries, then one per point that has i as a neighbour.
     indptr[..=n].fill(0);
     for &j in &idx[..n * k] {

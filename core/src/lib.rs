@@ -20,6 +20,7 @@ pub mod gradient;
 pub mod icon;
 pub mod init;
 pub mod knn;
+pub mod locality;
 pub mod matrix;
 pub mod metrics;
 pub mod model;

@@ -10,6 +10,7 @@ use crate::fft_repulsion::FftParams;
 use crate::gradient::{self, OutputKernel, RepulsionMethod};
 use crate::init;
 use crate::knn::Metric;
+use crate::locality;
 use crate::matrix::MatRef;
 use crate::neighbours;
 use crate::nndescent::NnDescentParams;
@@ -190,12 +191,14 @@ pub struct TsneSummary {
     pub nnz: usize,
 }
 
+/// P, and the point order the optimiser works in (`locality`).
 fn csr_scratch(n: usize, k: usize) -> ScratchSize {
     let nnz = affinity::symmetric_nnz_bound(n, k);
     ScratchSize::new()
         .plus::<usize>(n + 1)
         .plus::<u32>(nnz)
         .plus::<f32>(nnz)
+        .plus::<u32>(n)
 }
 
 fn affinity_stage_scratch(n: usize, d: usize, k: usize, params: &TsneParams) -> ScratchSize {
@@ -303,6 +306,7 @@ pub fn tsne(
     let indptr = s.take::<usize>(n + 1, "P indptr")?;
     let indices = s.take::<u32>(nnz_bound, "P indices")?;
     let values = s.take::<f32>(nnz_bound, "P values")?;
+    let order = s.take::<u32>(n, "point order")?;
     let mut rest = s;
 
     let nnz = {
@@ -318,6 +322,12 @@ pub fn tsne(
             rest.rest_mut(),
         )?;
         affinity::calibrate_perplexity(dist, k, params.perplexity, par, None)?;
+        // The optimiser works in a breadth-first order of the graph; P's buffers, unused
+        // until `symmetrize`, hold the relabelling's temporaries.
+        let (tmp_idx, tail) = indices.split_at_mut(n * k);
+        let inv = &mut tail[..n];
+        locality::breadth_first_order(idx, k, order, inv)?;
+        locality::relabel_neighbours(idx, dist, k, order, inv, tmp_idx, &mut values[..n * k])?;
         affinity::symmetrize(idx, dist, k, par, indptr, indices, values, cursor)?
     };
     let p = CsrRef {
@@ -345,7 +355,20 @@ pub fn tsne(
         }
         Init::Random => init::random_init(n, params.dims, params.seed, y)?,
     }
-    let mut summary = optimize(p, params, par, obs, rest.rest_mut(), y)?;
+    let nd = n * params.dims;
+    {
+        let mut tmp = Scratch::new(rest.rest_mut());
+        let caller_order = tmp.take::<f32>(nd, "embedding copy")?;
+        caller_order.copy_from_slice(y);
+        locality::gather_rows(caller_order, params.dims, order, y);
+    }
+    let result = optimize(p, params, par, obs, rest.rest_mut(), y);
+    // Back to the caller's order, also when cancelled (y is then the embedding so far).
+    let mut tmp = Scratch::new(rest.rest_mut());
+    let relabelled = tmp.take::<f32>(nd, "embedding copy")?;
+    relabelled.copy_from_slice(y);
+    locality::scatter_rows(relabelled, params.dims, order, y);
+    let mut summary = result?;
     summary.neighbours = k;
     Ok(summary)
 }
