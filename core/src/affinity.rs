@@ -351,19 +351,24 @@ fn merge_row(combine: Combine, scale: f64, cols: &mut [u32], vals: &mut [f32]) -
 
 /// In-place heapsort of (key, value) pairs by key.
 fn heap_sort_pairs(keys: &mut [u32], vals: &mut [f32]) {
-    let n = keys.len();
-    let sift = |keys: &mut [u32], vals: &mut [f32], mut p: usize, len: usize| loop {
+    heap_sort_pairs_by(keys, vals, |k| k)
+}
+
+/// In-place heapsort of (column, value) pairs by `rank(column)`.
+pub(crate) fn heap_sort_pairs_by(cols: &mut [u32], vals: &mut [f32], rank: impl Fn(u32) -> u32) {
+    let n = cols.len();
+    let sift = |cols: &mut [u32], vals: &mut [f32], mut p: usize, len: usize| loop {
         let l = 2 * p + 1;
         if l >= len {
             break;
         }
-        let c = if l + 1 < len && keys[l + 1] > keys[l] {
+        let c = if l + 1 < len && rank(cols[l + 1]) > rank(cols[l]) {
             l + 1
         } else {
             l
         };
-        if keys[c] > keys[p] {
-            keys.swap(c, p);
+        if rank(cols[c]) > rank(cols[p]) {
+            cols.swap(c, p);
             vals.swap(c, p);
             p = c;
         } else {
@@ -371,12 +376,12 @@ fn heap_sort_pairs(keys: &mut [u32], vals: &mut [f32]) {
         }
     };
     for p in (0..n / 2).rev() {
-        sift(keys, vals, p, n);
+        sift(cols, vals, p, n);
     }
     for end in (1..n).rev() {
-        keys.swap(0, end);
+        cols.swap(0, end);
         vals.swap(0, end);
-        sift(keys, vals, 0, end);
+        sift(cols, vals, 0, end);
     }
 }
 

@@ -6,7 +6,10 @@
 //! memory are also close in the map. Optimisers run on the relabelled problem and hand the
 //! embedding back in the caller's order.
 
+use crate::affinity::heap_sort_pairs_by;
 use crate::error::{Error, Result, ensure_len};
+use crate::parallel::{Parallel, SharedMut, chunk_count};
+use crate::scratch::Scratch;
 
 /// Refuses neighbour lists with an unset (`u32::MAX`) or out-of-range entry.
 pub fn check_neighbour_indices(idx: &[u32], n: usize) -> Result<()> {
@@ -91,9 +94,71 @@ pub fn relabel_neighbours(
         }
         tmp_vals[dst].copy_from_slice(&vals[src]);
     }
-    idx.copy_from_slice(tmp_idx);
-    vals.copy_from_slice(tmp_vals);
+    idx[..n * k].copy_from_slice(&tmp_idx[..n * k]);
+    vals[..n * k].copy_from_slice(&tmp_vals[..n * k]);
     Ok(())
+}
+
+/// `breadth_first_order` and `relabel_neighbours` in one step, with the symmetric graph's
+/// buffers as temporaries: `indices` (at least n·k + n) and `values` (at least n·k), which
+/// `affinity::symmetrize` fills afterwards. `order` (n) receives the order.
+pub fn relabel_breadth_first(
+    idx: &mut [u32],
+    vals: &mut [f32],
+    k: usize,
+    order: &mut [u32],
+    indices: &mut [u32],
+    values: &mut [f32],
+) -> Result<()> {
+    let n = order.len();
+    ensure_len("graph indices", n * k + n, indices.len())?;
+    ensure_len("graph values", n * k, values.len())?;
+    let (tmp_idx, tail) = indices.split_at_mut(n * k);
+    let inv = &mut tail[..n];
+    breadth_first_order(idx, k, order, inv)?;
+    relabel_neighbours(idx, vals, k, order, inv, tmp_idx, &mut values[..n * k])
+}
+
+/// Orders the entries of every row of a CSR matrix by a seeded hash of their column: one
+/// arbitrary order of the points, shared by all rows, that carries no geometry.
+///
+/// The SGD engine visits a head's edges in row order, each step moving the head by up to the
+/// clip, so where an edge sits in the row matters. Sorted by breadth-first labels, that order
+/// follows the map (on 3 000 digits the NEG loss at s = 0.5 rose from 1.05 to 1.13); sorted by
+/// the labels of the usual shuffled input, it does not, but it is the same order in every row,
+/// which tightens UMAP-end clusters (15-NN distance over spread 0.030 against 0.034 with rows
+/// shuffled independently). This reproduces that input-order behaviour whatever the labels.
+pub fn order_rows_by_hash(
+    indptr: &[usize],
+    indices: &mut [u32],
+    values: &mut [f32],
+    seed: u64,
+    par: &dyn Parallel,
+) {
+    let key = (seed ^ (seed >> 32)) as u32;
+    let rank = |c: u32| fmix32(c ^ key);
+    let n = indptr.len().saturating_sub(1);
+    let (si, sv) = (SharedMut::new(indices), SharedMut::new(values));
+    par.run(chunk_count(n, HASH_SORT_ROWS), &|t| {
+        for i in t * HASH_SORT_ROWS..((t + 1) * HASH_SORT_ROWS).min(n) {
+            let (s, e) = (indptr[i], indptr[i + 1]);
+            // SAFETY: row i alone owns entries [s, e).
+            let (cols, vals) = unsafe { (si.range(s, e), sv.range(s, e)) };
+            heap_sort_pairs_by(cols, vals, rank);
+        }
+    });
+}
+
+/// Rows per parallel task of `order_rows_by_hash`.
+const HASH_SORT_ROWS: usize = 1024;
+
+/// MurmurHash3's finaliser: a bijection of u32 that mixes every input bit into every output bit.
+fn fmix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 /// `dst[r] = src[order[r]]`, rows of `width` values: the caller's rows into the new order.
@@ -110,6 +175,32 @@ pub fn scatter_rows(src: &[f32], width: usize, order: &[u32], dst: &mut [f32]) {
         let o = old as usize;
         dst[o * width..(o + 1) * width].copy_from_slice(&src[r * width..(r + 1) * width]);
     }
+}
+
+/// `gather_rows` into `y` itself, through a copy in `scratch` (n·width f32).
+pub fn gather_rows_in_place(
+    y: &mut [f32],
+    width: usize,
+    order: &[u32],
+    scratch: &mut [u8],
+) -> Result<()> {
+    let copy = Scratch::new(scratch).take::<f32>(y.len(), "embedding copy")?;
+    copy.copy_from_slice(y);
+    gather_rows(copy, width, order, y);
+    Ok(())
+}
+
+/// `scatter_rows` into `y` itself, through a copy in `scratch` (n·width f32).
+pub fn scatter_rows_in_place(
+    y: &mut [f32],
+    width: usize,
+    order: &[u32],
+    scratch: &mut [u8],
+) -> Result<()> {
+    let copy = Scratch::new(scratch).take::<f32>(y.len(), "embedding copy")?;
+    copy.copy_from_slice(y);
+    scatter_rows(copy, width, order, y);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -182,6 +273,43 @@ mod tests {
         let bad = [1, 0, 9];
         let (mut o3, mut i3) = ([0u32; 3], [0u32; 3]);
         assert!(breadth_first_order(&bad, 1, &mut o3, &mut i3).is_err());
+    }
+
+    #[test]
+    fn rows_ordered_by_hash_keep_their_entries_in_one_shared_order() {
+        let (n, k) = (300, 5);
+        let (idx, _) = shuffled_ring(n, k, 4);
+        let indptr: Vec<usize> = (0..=n).map(|i| i * k).collect();
+        let mut cols = idx.clone();
+        let mut vals: Vec<f32> = idx.iter().map(|&j| j as f32 + 0.5).collect();
+        order_rows_by_hash(&indptr, &mut cols, &mut vals, 11, &crate::Serial);
+        for i in 0..n {
+            let (s, e) = (indptr[i], indptr[i + 1]);
+            let (mut before, mut after) = (idx[s..e].to_vec(), cols[s..e].to_vec());
+            // Each value still travels with its column.
+            assert!(
+                cols[s..e]
+                    .iter()
+                    .zip(&vals[s..e])
+                    .all(|(&c, &v)| v == c as f32 + 0.5)
+            );
+            for w in cols[s..e].windows(2) {
+                assert!(fmix32(w[0] ^ 11) < fmix32(w[1] ^ 11));
+            }
+            before.sort_unstable();
+            after.sort_unstable();
+            assert_eq!(before, after);
+        }
+        // Not the label order: a fair share of adjacent pairs is descending.
+        let descending = (0..n)
+            .flat_map(|i| {
+                cols[i * k..(i + 1) * k]
+                    .windows(2)
+                    .map(|w| (w[0] > w[1]) as usize)
+                    .collect::<Vec<_>>()
+            })
+            .sum::<usize>();
+        assert!(descending > n * (k - 1) / 4, "{descending}");
     }
 
     #[test]

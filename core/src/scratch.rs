@@ -71,6 +71,11 @@ impl<'a> Scratch<'a> {
         self.buf
     }
 
+    /// The bytes not yet handed out, for as long as the buffer lives.
+    pub fn into_rest(self) -> &'a mut [u8] {
+        self.buf
+    }
+
     /// The next `len` elements of `T`, zero-filled.
     pub fn take<T: Pod>(&mut self, len: usize, what: &'static str) -> Result<&'a mut [T]> {
         let s = self.take_as_is::<T>(len, what)?;

@@ -324,10 +324,7 @@ pub fn tsne(
         affinity::calibrate_perplexity(dist, k, params.perplexity, par, None)?;
         // The optimiser works in a breadth-first order of the graph; P's buffers, unused
         // until `symmetrize`, hold the relabelling's temporaries.
-        let (tmp_idx, tail) = indices.split_at_mut(n * k);
-        let inv = &mut tail[..n];
-        locality::breadth_first_order(idx, k, order, inv)?;
-        locality::relabel_neighbours(idx, dist, k, order, inv, tmp_idx, &mut values[..n * k])?;
+        locality::relabel_breadth_first(idx, dist, k, order, indices, values)?;
         affinity::symmetrize(idx, dist, k, par, indptr, indices, values, cursor)?
     };
     let p = CsrRef {
@@ -355,19 +352,10 @@ pub fn tsne(
         }
         Init::Random => init::random_init(n, params.dims, params.seed, y)?,
     }
-    let nd = n * params.dims;
-    {
-        let mut tmp = Scratch::new(rest.rest_mut());
-        let caller_order = tmp.take::<f32>(nd, "embedding copy")?;
-        caller_order.copy_from_slice(y);
-        locality::gather_rows(caller_order, params.dims, order, y);
-    }
+    locality::gather_rows_in_place(y, params.dims, order, rest.rest_mut())?;
     let result = optimize(p, params, par, obs, rest.rest_mut(), y);
     // Back to the caller's order, also when cancelled (y is then the embedding so far).
-    let mut tmp = Scratch::new(rest.rest_mut());
-    let relabelled = tmp.take::<f32>(nd, "embedding copy")?;
-    relabelled.copy_from_slice(y);
-    locality::scatter_rows(relabelled, params.dims, order, y);
+    locality::scatter_rows_in_place(y, params.dims, order, rest.rest_mut())?;
     let mut summary = result?;
     summary.neighbours = k;
     Ok(summary)
