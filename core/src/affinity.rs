@@ -351,24 +351,19 @@ fn merge_row(combine: Combine, scale: f64, cols: &mut [u32], vals: &mut [f32]) -
 
 /// In-place heapsort of (key, value) pairs by key.
 fn heap_sort_pairs(keys: &mut [u32], vals: &mut [f32]) {
-    heap_sort_pairs_by(keys, vals, |k| k)
-}
-
-/// In-place heapsort of (column, value) pairs by `rank(column)`.
-pub(crate) fn heap_sort_pairs_by(cols: &mut [u32], vals: &mut [f32], rank: impl Fn(u32) -> u32) {
-    let n = cols.len();
-    let sift = |cols: &mut [u32], vals: &mut [f32], mut p: usize, len: usize| loop {
+    let n = keys.len();
+    let sift = |keys: &mut [u32], vals: &mut [f32], mut p: usize, len: usize| loop {
         let l = 2 * p + 1;
         if l >= len {
             break;
         }
-        let c = if l + 1 < len && rank(cols[l + 1]) > rank(cols[l]) {
+        let c = if l + 1 < len && keys[l + 1] > keys[l] {
             l + 1
         } else {
             l
         };
-        if rank(cols[c]) > rank(cols[p]) {
-            cols.swap(c, p);
+        if keys[c] > keys[p] {
+            keys.swap(c, p);
             vals.swap(c, p);
             p = c;
         } else {
@@ -376,12 +371,12 @@ pub(crate) fn heap_sort_pairs_by(cols: &mut [u32], vals: &mut [f32], rank: impl 
         }
     };
     for p in (0..n / 2).rev() {
-        sift(cols, vals, p, n);
+        sift(keys, vals, p, n);
     }
     for end in (1..n).rev() {
-        cols.swap(0, end);
+        keys.swap(0, end);
         vals.swap(0, end);
-        sift(cols, vals, 0, end);
+        sift(keys, vals, 0, end);
     }
 }
 

@@ -786,8 +786,7 @@ pub fn ne_scratch(n: usize, d: usize, params: &NeParams) -> ScratchSize {
     let graph = ScratchSize::new()
         .plus::<usize>(n + 1)
         .plus::<u32>(nnz)
-        .plus::<f32>(nnz)
-        .plus::<u32>(n); // the point order SGD works in
+        .plus::<f32>(nnz);
     let knn_stage =
         neighbours::stage_scratch(n, d, k, params.metric, params.knn, &params.nn_descent);
     let init_stage = crate::umap::init_scratch(n, d, params.dims);
@@ -839,7 +838,6 @@ pub fn ne_spectrum(
     let indptr = s.take::<usize>(n + 1, "graph indptr")?;
     let indices = s.take::<u32>(nnz_bound, "graph indices")?;
     let values = s.take::<f32>(nnz_bound, "graph weights")?;
-    let order = s.take::<u32>(n, "point order")?;
     let nnz = {
         let (idx, dist, cursor) = neighbours::stage(
             x,
@@ -865,12 +863,7 @@ pub fn ne_spectrum(
                 Combine::Max
             }
         };
-        // SGD runs in a breadth-first order of the graph (see `locality`).
-        crate::locality::relabel_breadth_first(idx, dist, k, order, indices, values)?;
-        let nnz =
-            affinity::symmetrize_with(combine, idx, dist, k, par, indptr, indices, values, cursor)?;
-        crate::locality::order_rows_by_hash(indptr, indices, values, params.seed, par);
-        nnz
+        affinity::symmetrize_with(combine, idx, dist, k, par, indptr, indices, values, cursor)?
     };
     let graph = CsrRef {
         indptr,
@@ -889,26 +882,14 @@ pub fn ne_spectrum(
         s.rest_mut(),
         first,
     )?;
-    if init != crate::umap::InitUsed::Spectral {
-        // PCA and random rows come in the input's order.
-        crate::locality::gather_rows_in_place(first, dims, order, s.rest_mut())?;
-    }
     for panel in rest.chunks_exact_mut(n * dims) {
         panel.copy_from_slice(first);
     }
-    let mut run = || -> Result<()> {
-        for (p, &sv) in s_values.iter().enumerate() {
-            let y = &mut ys[p * n * dims..(p + 1) * n * dims];
-            summaries[p] = optimize(graph, &params.sgd(sv, n)?, par, obs, s.rest_mut(), y)?;
-        }
-        Ok(())
-    };
-    let result = run();
-    // Every panel back to the caller's order, also when cancelled.
-    for y in ys.chunks_exact_mut(n * dims) {
-        crate::locality::scatter_rows_in_place(y, dims, order, s.rest_mut())?;
+    for (p, &sv) in s_values.iter().enumerate() {
+        let y = &mut ys[p * n * dims..(p + 1) * n * dims];
+        summaries[p] = optimize(graph, &params.sgd(sv, n)?, par, obs, s.rest_mut(), y)?;
     }
-    result.map(|()| init)
+    Ok(init)
 }
 
 #[inline(always)]

@@ -10,7 +10,7 @@ use crate::fft_repulsion::FftParams;
 use crate::gradient::{self, OutputKernel, RepulsionMethod};
 use crate::init;
 use crate::knn::Metric;
-use crate::locality;
+use crate::locality::{self, Towards};
 use crate::matrix::MatRef;
 use crate::neighbours;
 use crate::nndescent::NnDescentParams;
@@ -352,10 +352,10 @@ pub fn tsne(
         }
         Init::Random => init::random_init(n, params.dims, params.seed, y)?,
     }
-    locality::gather_rows_in_place(y, params.dims, order, rest.rest_mut())?;
+    locality::move_rows(y, params.dims, order, Towards::Order, rest.rest_mut())?;
     let result = optimize(p, params, par, obs, rest.rest_mut(), y);
     // Back to the caller's order, also when cancelled (y is then the embedding so far).
-    locality::scatter_rows_in_place(y, params.dims, order, rest.rest_mut())?;
+    locality::move_rows(y, params.dims, order, Towards::Caller, rest.rest_mut())?;
     let mut summary = result?;
     summary.neighbours = k;
     Ok(summary)

@@ -9,7 +9,6 @@ use crate::affinity::{self, Combine, CsrRef};
 use crate::error::{Error, Result, ensure, ensure_len};
 use crate::init;
 use crate::knn::Metric;
-use crate::locality;
 use crate::matrix::MatRef;
 use crate::ne::{self, Loss, SgdParams, SgdSummary};
 use crate::neighbours::{self, KnnMethod};
@@ -353,14 +352,12 @@ pub enum InitUsed {
 }
 
 /// Scratch for the fuzzy graph of `n` points and `k` neighbours (excluding self).
-/// The graph, and the point order SGD works in.
 fn graph_scratch(n: usize, k: usize) -> ScratchSize {
     let nnz = affinity::symmetric_nnz_bound(n, k);
     ScratchSize::new()
         .plus::<usize>(n + 1)
         .plus::<u32>(nnz)
         .plus::<f32>(nnz)
-        .plus::<u32>(n)
 }
 
 /// Scratch for `umap` on `n` points of `d` columns.
@@ -402,19 +399,7 @@ pub fn umap(
     let indptr = s.take::<usize>(n + 1, "graph indptr")?;
     let indices = s.take::<u32>(nnz_bound, "graph indices")?;
     let values = s.take::<f32>(nnz_bound, "graph weights")?;
-    // SGD runs in a breadth-first order of the graph (see `locality`).
-    let order = s.take::<u32>(n, "point order")?;
-    let nnz = fuzzy_graph_in_order(
-        x,
-        params,
-        par,
-        obs,
-        s.rest_mut(),
-        Some(&mut *order),
-        indptr,
-        indices,
-        values,
-    )?;
+    let nnz = fuzzy_graph(x, params, par, obs, s.rest_mut(), indptr, indices, values)?;
     let graph = CsrRef {
         indptr,
         indices: &indices[..nnz],
@@ -431,14 +416,7 @@ pub fn umap(
         s.rest_mut(),
         y,
     )?;
-    if init != InitUsed::Spectral {
-        // PCA and random rows come in the input's order.
-        locality::gather_rows_in_place(y, params.dims, order, s.rest_mut())?;
-    }
-    let sgd = ne::optimize(graph, &params.sgd(n, a, b), par, obs, s.rest_mut(), y);
-    // Back to the caller's order, also when cancelled.
-    locality::scatter_rows_in_place(y, params.dims, order, s.rest_mut())?;
-    let sgd = sgd?;
+    let sgd = ne::optimize(graph, &params.sgd(n, a, b), par, obs, s.rest_mut(), y)?;
     Ok(UmapSummary {
         a,
         b,
@@ -467,23 +445,6 @@ pub fn fuzzy_graph(
     indices: &mut [u32],
     values: &mut [f32],
 ) -> Result<usize> {
-    fuzzy_graph_in_order(x, params, par, obs, scratch, None, indptr, indices, values)
-}
-
-/// `fuzzy_graph`, with the points relabelled into `locality`'s breadth-first order when
-/// `order` (n) is given; `order[r]` is then the point at row r.
-#[allow(clippy::too_many_arguments)]
-fn fuzzy_graph_in_order(
-    x: MatRef,
-    params: &UmapParams,
-    par: &dyn Parallel,
-    obs: &mut dyn Observer,
-    scratch: &mut [u8],
-    order: Option<&mut [u32]>,
-    indptr: &mut [usize],
-    indices: &mut [u32],
-    values: &mut [f32],
-) -> Result<usize> {
     params.validate()?;
     let n = x.rows();
     params.check_n(n)?;
@@ -508,11 +469,7 @@ fn fuzzy_graph_in_order(
         dist.iter_mut().for_each(|d| *d = libm::sqrtf(d.max(0.0)));
     }
     smooth_knn(dist, k, par)?;
-    let relabel = order.is_some();
-    if let Some(order) = order {
-        locality::relabel_breadth_first(idx, dist, k, order, indices, values)?;
-    }
-    let nnz = affinity::symmetrize_with(
+    affinity::symmetrize_with(
         Combine::FuzzyUnion,
         idx,
         dist,
@@ -522,11 +479,7 @@ fn fuzzy_graph_in_order(
         indices,
         values,
         cursor,
-    )?;
-    if relabel {
-        locality::order_rows_by_hash(indptr, indices, values, params.seed, par);
-    }
-    Ok(nnz)
+    )
 }
 
 /// Scratch for `initialise` (any method, including the fallback).
