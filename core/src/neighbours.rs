@@ -282,9 +282,9 @@ pub fn search(
             knn::exact_knn(x, k, metric, Kernel::Simd, par, obs, norms, idx, dist)
         }
         (_, Some(r)) => {
-            let (i, d) = projected_search(x, k, r, metric, nnd, par, obs, norms, st.into_rest())?;
             ensure_len("knn indices", n * k, idx.len())?;
             ensure_len("knn distances", n * k, dist.len())?;
+            let (i, d) = projected_search(x, k, r, metric, nnd, par, obs, norms, st.into_rest())?;
             idx[..n * k].copy_from_slice(i);
             dist[..n * k].copy_from_slice(d);
             Ok(())
