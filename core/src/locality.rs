@@ -3,8 +3,9 @@
 //! The gradient kernels gather each point's neighbours' coordinates. In the input's order
 //! those gathers land anywhere in the embedding; after a breadth-first relabelling of the
 //! kNN graph most of them stay in the first-level cache, and points that are consecutive in
-//! memory are also close in the map. Optimisers run on the relabelled problem and hand the
-//! embedding back in the caller's order.
+//! memory are also close in the map. t-SNE runs on the relabelled problem and hands the
+//! embedding back in the caller's order. UMAP and the NE spectrum do not: their per-edge SGD
+//! gave less accurate s = 0 panels in this order (see BENCHMARKS.md), cause not yet known.
 
 use crate::error::{Error, Result, ensure_len};
 use crate::scratch::Scratch;
