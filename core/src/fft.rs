@@ -156,9 +156,14 @@ impl<'a> FftPlan<'a> {
 
     /// Moves element t to `rev[t]`, in place.
     fn permute(&self, x: &mut [f32]) {
+        self.permute_in_place(&mut x[..self.m]);
+    }
+
+    /// Moves element t of `x` (m long) to `rev[t]`, with no buffer: bit reversal is its own
+    /// inverse, so swapping pairs is enough; mixed lengths follow each cycle once.
+    fn permute_in_place<T: Copy>(&self, x: &mut [T]) {
         let m = self.m;
         if self.odd == 1 {
-            // Bit reversal is its own inverse: swapping pairs is enough.
             for i in 0..m {
                 let j = self.rev[i] as usize;
                 if j > i {
@@ -168,10 +173,22 @@ impl<'a> FftPlan<'a> {
             return;
         }
         // Mixed lengths are at most MAX_COLUMN (checked in `new`).
-        let mut held = [0.0f32; MAX_COLUMN];
-        held[..m].copy_from_slice(&x[..m]);
-        for (t, &v) in held[..m].iter().enumerate() {
-            x[self.rev[t] as usize] = v;
+        let mut moved = [0u64; MAX_COLUMN / 64];
+        for start in 0..m {
+            if moved[start / 64] >> (start % 64) & 1 == 1 {
+                continue;
+            }
+            let (mut carry, mut t) = (x[start], start);
+            loop {
+                moved[t / 64] |= 1 << (t % 64);
+                let to = self.rev[t] as usize;
+                if to == start {
+                    x[start] = carry;
+                    break;
+                }
+                (carry, x[to]) = (x[to], carry);
+                t = to;
+            }
         }
     }
 }
@@ -367,7 +384,17 @@ pub fn fft2_forward(
         false,
         par,
     );
-    columns(plan, re, im, false, nonzero_rows, m, m, par, scratch)
+    columns(
+        plan,
+        re,
+        im,
+        ColumnPass::Forward,
+        nonzero_rows,
+        m,
+        m,
+        par,
+        scratch,
+    )
 }
 
 /// Inverse of [`fft2_forward`], scaled by 1/m². Only the first `needed_rows` rows of the
@@ -381,7 +408,17 @@ pub fn fft2_inverse(
     scratch: &mut [u8],
 ) -> Result<()> {
     let m = plan.size();
-    columns(plan, re, im, true, m, needed_rows, m, par, scratch)?;
+    columns(
+        plan,
+        re,
+        im,
+        ColumnPass::Inverse,
+        m,
+        needed_rows,
+        m,
+        par,
+        scratch,
+    )?;
     rows(
         plan,
         &mut re[..needed_rows * m],
@@ -392,6 +429,56 @@ pub fn fft2_inverse(
     let s = 1.0 / (m * m) as f32;
     re[..needed_rows * m].iter_mut().for_each(|v| *v *= s);
     im[..needed_rows * m].iter_mut().for_each(|v| *v *= s);
+    Ok(())
+}
+
+/// Circular 2-D convolution, in place, of an m × m complex grid with a real, even kernel
+/// given by its spectrum (`spectrum`: m × m, row-major, real because the kernel is real and
+/// even, and already scaled by 1/m², so the result needs no scaling). Only the first
+/// `nonzero_rows` rows of the input may be non-zero, and only the first `needed_rows` rows
+/// of the result are computed. The column transforms, the product and the inverse column
+/// transforms run block by block in cache, so the spectrum is never written out.
+#[allow(clippy::too_many_arguments)]
+pub fn fft2_convolve(
+    plan: &FftPlan,
+    re: &mut [f32],
+    im: &mut [f32],
+    spectrum: &[f32],
+    nonzero_rows: usize,
+    needed_rows: usize,
+    par: &dyn Parallel,
+    scratch: &mut [u8],
+) -> Result<()> {
+    let m = plan.size();
+    ensure_len("fft grid", m * m, re.len().min(im.len()))?;
+    ensure_len("kernel spectrum", m * m, spectrum.len())?;
+    let (nonzero_rows, needed_rows) = (nonzero_rows.min(m), needed_rows.min(m));
+    rows(
+        plan,
+        &mut re[..nonzero_rows * m],
+        &mut im[..nonzero_rows * m],
+        false,
+        par,
+    );
+    let pass = ColumnPass::Filter(spectrum);
+    columns(
+        plan,
+        re,
+        im,
+        pass,
+        nonzero_rows,
+        needed_rows,
+        m,
+        par,
+        scratch,
+    )?;
+    rows(
+        plan,
+        &mut re[..needed_rows * m],
+        &mut im[..needed_rows * m],
+        true,
+        par,
+    );
     Ok(())
 }
 
@@ -447,6 +534,33 @@ pub fn fft2_forward_real(
     scratch: &mut [u8],
 ) -> Result<()> {
     let (m, pairs) = real_shape(plan, nonzero_rows, packed_re, packed_im, re, im)?;
+    real_rows_forward(plan, packed_re, packed_im, pairs, re, im, par);
+    let pass = ColumnPass::Forward;
+    columns(
+        plan,
+        re,
+        im,
+        pass,
+        2 * pairs,
+        m,
+        half_columns(m),
+        par,
+        scratch,
+    )
+}
+
+/// The row half of [`fft2_forward_real`]: the first `pairs` packed row pairs transformed and
+/// untangled into the half spectra of their two rows each.
+fn real_rows_forward(
+    plan: &FftPlan,
+    packed_re: &mut [f32],
+    packed_im: &mut [f32],
+    pairs: usize,
+    re: &mut [f32],
+    im: &mut [f32],
+    par: &dyn Parallel,
+) {
+    let m = plan.size();
     let (pr, pi) = (&mut packed_re[..pairs * m], &mut packed_im[..pairs * m]);
     rows(plan, pr, pi, false, par);
     let (pr, pi) = (&*pr, &*pi);
@@ -475,7 +589,6 @@ pub fn fft2_forward_real(
             }
         },
     );
-    columns(plan, re, im, false, 2 * pairs, m, half, par, scratch)
 }
 
 /// Inverse of [`fft2_forward_real`], scaled by 1/m²: from the half spectrum in `re`, `im`
@@ -493,9 +606,82 @@ pub fn fft2_inverse_real(
     scratch: &mut [u8],
 ) -> Result<()> {
     let (m, pairs) = real_shape(plan, needed_rows, packed_re, packed_im, re, im)?;
+    let pass = ColumnPass::Inverse;
+    columns(
+        plan,
+        re,
+        im,
+        pass,
+        m,
+        2 * pairs,
+        half_columns(m),
+        par,
+        scratch,
+    )?;
+    real_rows_inverse(plan, re, im, pairs, packed_re, packed_im, par);
+    let s = 1.0 / (m * m) as f32;
+    let (pr, pi) = (&mut packed_re[..pairs * m], &mut packed_im[..pairs * m]);
+    for_row_chunks2(par, pairs, PAIR_TASK, pr, m, pi, m, &|_, _, _, r, i| {
+        r.iter_mut().chain(i.iter_mut()).for_each(|v| *v *= s);
+    });
+    Ok(())
+}
+
+/// [`fft2_convolve`] for a real grid, packed in pairs of rows as [`fft2_forward_real`] takes
+/// them and in place: the first `needed_rows` rows of its convolution with the kernel of
+/// `spectrum` (m × m, real, scaled by 1/m²; only its first `half_columns(m)` columns are
+/// read). `re`, `im` (m × m) are work space.
+#[allow(clippy::too_many_arguments)]
+pub fn fft2_convolve_real(
+    plan: &FftPlan,
+    packed_re: &mut [f32],
+    packed_im: &mut [f32],
+    spectrum: &[f32],
+    nonzero_rows: usize,
+    needed_rows: usize,
+    re: &mut [f32],
+    im: &mut [f32],
+    par: &dyn Parallel,
+    scratch: &mut [u8],
+) -> Result<()> {
+    let rows = nonzero_rows.max(needed_rows);
+    let (m, _) = real_shape(plan, rows, packed_re, packed_im, re, im)?;
+    ensure_len("kernel spectrum", m * m, spectrum.len())?;
+    let (pairs_in, pairs_out) = (
+        nonzero_rows.min(m).div_ceil(2),
+        needed_rows.min(m).div_ceil(2),
+    );
+    real_rows_forward(plan, packed_re, packed_im, pairs_in, re, im, par);
+    let pass = ColumnPass::Filter(spectrum);
+    let (rows_in, rows_out) = (2 * pairs_in, 2 * pairs_out);
+    columns(
+        plan,
+        re,
+        im,
+        pass,
+        rows_in,
+        rows_out,
+        half_columns(m),
+        par,
+        scratch,
+    )?;
+    real_rows_inverse(plan, re, im, pairs_out, packed_re, packed_im, par);
+    Ok(())
+}
+
+/// The row half of [`fft2_inverse_real`], unscaled: the half spectra of the first `pairs`
+/// row pairs re-tangled and transformed back into packed rows.
+fn real_rows_inverse(
+    plan: &FftPlan,
+    re: &[f32],
+    im: &[f32],
+    pairs: usize,
+    packed_re: &mut [f32],
+    packed_im: &mut [f32],
+    par: &dyn Parallel,
+) {
+    let m = plan.size();
     let half = half_columns(m);
-    columns(plan, re, im, true, m, 2 * pairs, half, par, scratch)?;
-    let (re, im) = (&*re, &*im);
     let (pr, pi) = (&mut packed_re[..pairs * m], &mut packed_im[..pairs * m]);
     // Rows 2r and 2r + 1 are real, so their spectra A, B are Hermitian: Z = A + iB over the
     // whole row from the half, and its inverse is row 2r + i·row 2r + 1.
@@ -525,11 +711,6 @@ pub fn fft2_inverse_real(
         },
     );
     rows(plan, pr, pi, true, par);
-    let s = 1.0 / (m * m) as f32;
-    for_row_chunks2(par, pairs, PAIR_TASK, pr, m, pi, m, &|_, _, _, r, i| {
-        r.iter_mut().chain(i.iter_mut()).for_each(|v| *v *= s);
-    });
-    Ok(())
 }
 
 /// Transforms `re.len() / m` rows: eight rows at a time, one per SIMD lane (gathered into a
@@ -648,6 +829,16 @@ fn butterfly<const N: usize, T>(
     i[lo] = q + xi;
 }
 
+/// What the column pass does to each block of columns.
+#[derive(Clone, Copy)]
+enum ColumnPass<'a> {
+    Forward,
+    Inverse,
+    /// Forward, times a real spectrum (m × m, row-major), then inverse: the column half of a
+    /// convolution, without the spectrum ever leaving the block buffer.
+    Filter(&'a [f32]),
+}
+
 /// Transforms the first `cols` columns of an m × m grid: `COLUMN_LANES` adjacent columns at a time, one
 /// per SIMD lane, so no transpose is needed. Blocks of 32 columns (128 bytes of each row) took
 /// 15 % less time than blocks of 8 on MNIST-70k's grids: each strided row access brings whole
@@ -659,7 +850,7 @@ fn columns(
     plan: &FftPlan,
     re: &mut [f32],
     im: &mut [f32],
-    inverse: bool,
+    pass: ColumnPass,
     rows_in: usize,
     rows_out: usize,
     cols: usize,
@@ -675,6 +866,11 @@ fn columns(
     let buffers = Scratch::new(scratch)
         .take_as_is::<ColumnLanes>(COLUMN_TASKS * 2 * m, "fft column buffers")?;
     let cols = cols.min(m);
+    let (inverse, filter) = match pass {
+        ColumnPass::Forward => (false, None),
+        ColumnPass::Inverse => (true, None),
+        ColumnPass::Filter(f) => (false, Some(f)),
+    };
     // Columns past the last full block go one by one.
     for c in cols - cols % COLUMN_LANES..cols {
         let (mut cr, mut ci) = ([0.0f32; MAX_COLUMN], [0.0f32; MAX_COLUMN]);
@@ -683,6 +879,13 @@ fn columns(
             ci[r] = im[r * m + c];
         }
         plan.run(&mut cr[..m], &mut ci[..m], inverse);
+        if let Some(f) = filter {
+            for r in 0..m {
+                cr[r] *= f[r * m + c];
+                ci[r] *= f[r * m + c];
+            }
+            plan.run(&mut cr[..m], &mut ci[..m], true);
+        }
         for r in 0..rows_out.min(m) {
             re[r * m + c] = cr[r];
             im[r * m + c] = ci[r];
@@ -719,6 +922,19 @@ fn columns(
                 }
             }
             lane_stages(plan, br, bi, sign, ColumnLanes::splat);
+            if let Some(f) = filter {
+                for r in 0..m {
+                    let at = r * m + c0;
+                    let g = ColumnLanes::from_array::<COLUMN_LANES>(
+                        f[at..at + COLUMN_LANES].try_into().unwrap(),
+                    );
+                    br[r] = br[r] * g;
+                    bi[r] = bi[r] * g;
+                }
+                plan.permute_in_place(br);
+                plan.permute_in_place(bi);
+                lane_stages(plan, br, bi, -1.0, ColumnLanes::splat);
+            }
             for r in 0..rows_out.min(m) {
                 // SAFETY: as above.
                 unsafe {
@@ -928,6 +1144,135 @@ mod column_tests {
                     bits.get_or_insert_with(|| now.clone()) == &now,
                     "m {m}: threads"
                 );
+            }
+        }
+    }
+
+    /// A real, even kernel on an m × m circular grid and its spectrum scaled by 1/m².
+    fn even_kernel(plan: &FftPlan, sc: &mut [u8]) -> (Vec<f32>, Vec<f32>) {
+        let m = plan.size();
+        let mut k = vec![0.0f32; m * m];
+        for (row, col) in (0..m).flat_map(|r| (0..m).map(move |c| (r, c))) {
+            let (dr, dc) = (row.min(m - row) as f32, col.min(m - col) as f32);
+            k[row * m + col] = 1.0 / (1.0 + 0.1 * (dr * dr + dc * dc));
+        }
+        let (mut fr, mut fi) = (k.clone(), vec![0.0f32; m * m]);
+        fft2_forward(plan, &mut fr, &mut fi, m, &Serial, sc).unwrap();
+        let top = fr.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        assert!(
+            fi.iter().all(|v| v.abs() <= 1e-5 * top),
+            "even kernel, real spectrum"
+        );
+        let s = 1.0 / (m * m) as f32;
+        fr.iter_mut().for_each(|v| *v *= s);
+        (k, fr)
+    }
+
+    #[test]
+    fn convolutions_equal_transform_product_inverse() {
+        let pool = crate::threads::Threads::new(3);
+        for (m, nonzero, needed) in [
+            (8usize, 8usize, 8usize),
+            (12, 5, 7),
+            (40, 20, 20),
+            (48, 17, 30),
+            (96, 48, 48),
+            (80, 40, 40),
+            (320, 160, 160),
+            (1024, 512, 512),
+        ] {
+            let (mut a, mut b, mut c) = (vec![0.0; m], vec![0.0; m], vec![0; m]);
+            let plan = FftPlan::new(m, &mut a, &mut b, &mut c).unwrap();
+            let mut sc = vec![0u8; fft2_scratch(m).bytes()];
+            let (kernel, f) = even_kernel(&plan, &mut sc);
+            let mut r = Rng::new(m as u64 + 7);
+            let mut x0r = vec![0.0f32; m * m];
+            let mut x0i = vec![0.0f32; m * m];
+            for v in x0r[..nonzero * m].iter_mut().chain(&mut x0i[..nonzero * m]) {
+                *v = r.normal() as f32;
+            }
+            // Oracle: the separate passes, the product taken in the grid.
+            let (mut or, mut oi) = (x0r.clone(), x0i.clone());
+            rows(
+                &plan,
+                &mut or[..nonzero * m],
+                &mut oi[..nonzero * m],
+                false,
+                &Serial,
+            );
+            let fwd = ColumnPass::Forward;
+            columns(
+                &plan, &mut or, &mut oi, fwd, nonzero, m, m, &Serial, &mut sc,
+            )
+            .unwrap();
+            for k in 0..m * m {
+                or[k] *= f[k];
+                oi[k] *= f[k];
+            }
+            let inv = ColumnPass::Inverse;
+            columns(&plan, &mut or, &mut oi, inv, m, needed, m, &Serial, &mut sc).unwrap();
+            rows(
+                &plan,
+                &mut or[..needed * m],
+                &mut oi[..needed * m],
+                true,
+                &Serial,
+            );
+            if m <= 12 {
+                // And the definition: Σ_s x_s K_{t−s}, circularly.
+                for t in 0..needed * m {
+                    let (tr, tc) = (t / m, t % m);
+                    let (mut vr, mut vi) = (0.0f64, 0.0f64);
+                    for s in 0..m * m {
+                        let (dr, dc) = ((tr + m - s / m) % m, (tc + m - s % m) % m);
+                        let kv = kernel[dr * m + dc] as f64;
+                        vr += x0r[s] as f64 * kv;
+                        vi += x0i[s] as f64 * kv;
+                    }
+                    assert!(
+                        (or[t] as f64 - vr).abs() < 1e-4 * (1.0 + vr.abs()),
+                        "m {m} t {t}"
+                    );
+                    assert!(
+                        (oi[t] as f64 - vi).abs() < 1e-4 * (1.0 + vi.abs()),
+                        "m {m} t {t}"
+                    );
+                }
+            }
+            for par in [&Serial as &dyn Parallel, &pool] {
+                let (mut gr, mut gi) = (x0r.clone(), x0i.clone());
+                fft2_convolve(&plan, &mut gr, &mut gi, &f, nonzero, needed, par, &mut sc).unwrap();
+                for k in 0..needed * m {
+                    assert_eq!(gr[k].to_bits(), or[k].to_bits(), "m {m} re {k}");
+                    assert_eq!(gi[k].to_bits(), oi[k].to_bits(), "m {m} im {k}");
+                }
+            }
+
+            // The real variant against the same passes on the packed rows.
+            let (_, pr0, pi0) = packed_real(m, nonzero, m as u64 + 3);
+            let (pairs_in, pairs_out) = (nonzero.div_ceil(2), needed.div_ceil(2));
+            let (mut pr, mut pi) = (pr0.clone(), pi0.clone());
+            let (mut wr, mut wi) = (vec![0.0f32; m * m], vec![0.0f32; m * m]);
+            real_rows_forward(&plan, &mut pr, &mut pi, pairs_in, &mut wr, &mut wi, &Serial);
+            let (h, rin, rout) = (half_columns(m), 2 * pairs_in, 2 * pairs_out);
+            columns(&plan, &mut wr, &mut wi, fwd, rin, m, h, &Serial, &mut sc).unwrap();
+            for k in 0..m * m {
+                wr[k] *= f[k];
+                wi[k] *= f[k];
+            }
+            columns(&plan, &mut wr, &mut wi, inv, m, rout, h, &Serial, &mut sc).unwrap();
+            real_rows_inverse(&plan, &wr, &wi, pairs_out, &mut pr, &mut pi, &Serial);
+            for par in [&Serial as &dyn Parallel, &pool] {
+                let (mut qr, mut qi) = (pr0.clone(), pi0.clone());
+                let (mut wr, mut wi) = (vec![f32::NAN; m * m], vec![f32::NAN; m * m]);
+                fft2_convolve_real(
+                    &plan, &mut qr, &mut qi, &f, nonzero, needed, &mut wr, &mut wi, par, &mut sc,
+                )
+                .unwrap();
+                for k in 0..pairs_out * m {
+                    assert_eq!(qr[k].to_bits(), pr[k].to_bits(), "m {m} real even rows {k}");
+                    assert_eq!(qi[k].to_bits(), pi[k].to_bits(), "m {m} real odd rows {k}");
+                }
             }
         }
     }

@@ -9,7 +9,7 @@
 use crate::error::{Error, Result, ensure, ensure_len};
 use crate::fft::{self, FftPlan};
 use crate::gradient::{OutputKernel, TASK_ROWS, partials_len};
-use crate::parallel::{Parallel, SharedMut, for_row_chunks_sum, for_row_chunks2};
+use crate::parallel::{Parallel, SharedMut, for_row_chunks, for_row_chunks_sum, for_row_chunks2};
 use crate::scratch::{Scratch, ScratchSize};
 
 /// Grid settings. Defaults: 3 nodes per interval and at least 50 intervals (openTSNE's), and
@@ -88,11 +88,11 @@ impl FftParams {
     }
 }
 
-/// Grid values of the scratch: the kernel's spectrum and the complex grid carrying charges 1
-/// and y_1 (2 arrays each), and for 2-D the real grid of y_2, packed in pairs of rows (one
-/// array) with its half spectrum (two).
+/// Grid values of the scratch: the kernel's spectrum (real: the kernel is real and even), the
+/// complex grid carrying charges 1 and y_1 (2 arrays), and for 2-D the real grid of y_2,
+/// packed in pairs of rows (one array) with the work space of its transform (two).
 fn grid_cells(dims: usize, m: usize) -> usize {
-    if dims == 1 { 4 * m } else { 7 * m * m }
+    if dims == 1 { 3 * m } else { 6 * m * m }
 }
 
 /// Scratch for `repulsion_fft` on a `dims`-D embedding (dims 1 or 2).
@@ -247,16 +247,15 @@ pub fn repulsion_fft(
     let twi = s.take::<f32>(m, "fft twiddles")?;
     let rev = s.take::<u32>(m, "fft bit reversal")?;
     let plan = FftPlan::new(m, twr, twi, rev)?;
-    let kr = s.take_as_is::<f32>(cells, "kernel grid")?;
-    let ki = s.take_as_is::<f32>(cells, "kernel grid")?;
+    let spectrum = s.take_as_is::<f32>(cells, "kernel spectrum")?;
     // Overwritten (zeroed, then spread into) below. The third charge's grids stay empty in
     // 1-D.
     let qr = s.take_as_is::<f32>(cells, "charge grid")?;
     let qi = s.take_as_is::<f32>(cells, "charge grid")?;
     let third = if dims == 1 { 0 } else { cells };
     let (hr, hi) = (
-        s.take_as_is::<f32>(third, "half spectrum")?,
-        s.take_as_is::<f32>(third, "half spectrum")?,
+        s.take_as_is::<f32>(third, "real transform space")?,
+        s.take_as_is::<f32>(third, "real transform space")?,
     );
     let packed = s.take_as_is::<f32>(third, "packed real grid")?;
     let (pr, pi) = packed.split_at_mut(third / 2);
@@ -287,21 +286,27 @@ pub fn repulsion_fft(
             None
         }
     };
+    // The spectrum is kept divided by the transform's size (m, or m² in 2-D), so that the
+    // inverse transforms need no scaling pass. It is real up to rounding, which is dropped.
     let wanted_key = [m as f32, h, dof, CACHE_MAGIC + dims as f32];
     if key[..] == wanted_key[..] {
         // The spectrum from an earlier call on this scratch still applies.
     } else if dims == 1 {
-        ki.fill(0.0);
+        // The charge grid is free until the charges are spread.
+        qi.fill(0.0);
         for i in 0..m {
-            kr[i] = offset(i).map(|d| kval(d * d)).unwrap_or(0.0);
+            spectrum[i] = offset(i).map(|d| kval(d * d)).unwrap_or(0.0);
         }
-        plan.run(kr, ki, false);
+        plan.run(spectrum, qi, false);
+        let sc = 1.0 / m as f32;
+        spectrum.iter_mut().for_each(|v| *v *= sc);
     } else {
         // Recomputed whenever the grid changes (about one iteration in five while the map
         // grows), so at half cost: the kernel is real and even, so its rows go through the
         // real transform in pairs (packed as it takes them; the packed grid is free until
-        // the charges are spread), each row's values are mirrored rather than evaluated
-        // twice, and the spectrum's columns past the half equal their mirror images.
+        // the charges are spread, like the charge grid `qi` that takes the imaginary part),
+        // each row's values are mirrored rather than evaluated twice, and the spectrum's
+        // columns past the half equal their mirror images.
         let kernel_row = |r: usize, out: &mut [f32]| {
             out.fill(0.0);
             let Some(a) = offset(r) else { return };
@@ -328,13 +333,15 @@ pub fn repulsion_fft(
                 }
             },
         );
-        fft::fft2_forward_real(&plan, pr, pi, m, kr, ki, par, columns)?;
+        fft::fft2_forward_real(&plan, pr, pi, m, spectrum, qi, par, columns)?;
         let half = fft::half_columns(m);
-        for_row_chunks2(par, m, 64, kr, m, ki, m, &|_, _, count, re, im| {
+        let sc = 1.0 / (m * m) as f32;
+        for_row_chunks(par, m, 64, spectrum, m, &|_, _, count, re| {
             for q in 0..count {
+                let row = &mut re[q * m..(q + 1) * m];
+                row[..half].iter_mut().for_each(|v| *v *= sc);
                 for c in half..m {
-                    re[q * m + c] = re[q * m + m - c];
-                    im[q * m + c] = im[q * m + m - c];
+                    row[c] = row[m - c];
                 }
             }
         });
@@ -404,17 +411,14 @@ pub fn repulsion_fft(
     // Convolve: forward transform, multiply by the kernel's spectrum, inverse transform.
     if dims == 1 {
         plan.run(qr, qi, false);
-        multiply(qr, qi, kr, ki, m, m, par);
+        for ((a, b), &f) in qr.iter_mut().zip(qi.iter_mut()).zip(&*spectrum) {
+            *a *= f;
+            *b *= f;
+        }
         plan.run(qr, qi, true);
-        let sc = 1.0 / m as f32;
-        qr.iter_mut().chain(qi.iter_mut()).for_each(|v| *v *= sc);
     } else {
-        fft::fft2_forward(&plan, qr, qi, nodes, par, columns)?;
-        multiply(qr, qi, kr, ki, m, m, par);
-        fft::fft2_inverse(&plan, qr, qi, nodes, par, columns)?;
-        fft::fft2_forward_real(&plan, pr, pi, nodes, hr, hi, par, columns)?;
-        multiply(hr, hi, kr, ki, m, fft::half_columns(m), par);
-        fft::fft2_inverse_real(&plan, hr, hi, nodes, pr, pi, par, columns)?;
+        fft::fft2_convolve(&plan, qr, qi, spectrum, nodes, nodes, par, columns)?;
+        fft::fft2_convolve_real(&plan, pr, pi, spectrum, nodes, nodes, hr, hi, par, columns)?;
     }
 
     // Interpolate the potentials back and combine them into forces and Z.
@@ -480,30 +484,6 @@ pub fn repulsion_fft(
         },
     );
     Ok(z)
-}
-
-/// a ← a·b element by element over the first `cols` columns of every row of an m-column
-/// grid (complex, split into real and imaginary arrays).
-fn multiply(
-    ar: &mut [f32],
-    ai: &mut [f32],
-    br: &[f32],
-    bi: &[f32],
-    m: usize,
-    cols: usize,
-    par: &dyn Parallel,
-) {
-    let rows = ar.len() / m;
-    for_row_chunks2(par, rows, 64, ar, m, ai, m, &|_, first, count, ar, ai| {
-        for q in 0..count {
-            let (o, g) = (q * m, (first + q) * m);
-            for j in 0..cols {
-                let (x, y) = (ar[o + j], ai[o + j]);
-                ar[o + j] = x * br[g + j] - y * bi[g + j];
-                ai[o + j] = x * bi[g + j] + y * br[g + j];
-            }
-        }
-    });
 }
 
 #[cfg(test)]
