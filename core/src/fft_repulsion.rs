@@ -152,18 +152,42 @@ impl Grid {
     }
 }
 
-fn choose_grid(y: &[f32], n: usize, dims: usize, params: &FftParams) -> Result<Grid> {
-    let (mut lo, mut hi) = ([f32::INFINITY; 2], [f32::NEG_INFINITY; 2]);
-    for i in 0..n {
-        for a in 0..dims {
-            let v = y[i * dims + a];
-            if !v.is_finite() {
-                return Err(Error::NonFinite { row: i, col: a });
-            }
-            lo[a] = lo[a].min(v);
-            hi[a] = hi[a].max(v);
-        }
+/// The per-axis minimum and maximum of a 1-D or 2-D embedding, eight values at a time (the
+/// grid is chosen every iteration); an error names the first non-finite value.
+fn bounds(y: &[f32], n: usize, dims: usize) -> Result<([f32; 2], [f32; 2])> {
+    use wide::f32x8;
+    let values = &y[..n * dims];
+    let blocks = values.chunks_exact(8);
+    let tail = blocks.remainder();
+    let (mut lo8, mut hi8) = (f32x8::splat(f32::INFINITY), f32x8::splat(f32::NEG_INFINITY));
+    // v·0 is 0 for finite v and NaN otherwise, and NaN survives the sum.
+    let mut poison = f32x8::ZERO;
+    for b in blocks {
+        let v = f32x8::from(<[f32; 8]>::try_from(b).unwrap());
+        lo8 = lo8.fast_min(v);
+        hi8 = hi8.fast_max(v);
+        poison += v * f32x8::ZERO;
     }
+    let finite = poison.to_array().iter().all(|&v| v == 0.0) && tail.iter().all(|v| v.is_finite());
+    if !finite {
+        let at = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        return Err(Error::NonFinite {
+            row: at / dims,
+            col: at % dims,
+        });
+    }
+    // Lane l holds axis l % dims (8 is a multiple of 1 and 2), as does the tail's value t.
+    let (mut lo, mut hi) = ([f32::INFINITY; 2], [f32::NEG_INFINITY; 2]);
+    let lanes = lo8.to_array().into_iter().zip(hi8.to_array());
+    for (l, (a, b)) in lanes.chain(tail.iter().map(|&v| (v, v))).enumerate() {
+        lo[l % dims] = lo[l % dims].min(a);
+        hi[l % dims] = hi[l % dims].max(b);
+    }
+    Ok((lo, hi))
+}
+
+fn choose_grid(y: &[f32], n: usize, dims: usize, params: &FftParams) -> Result<Grid> {
+    let (lo, hi) = bounds(y, n, dims)?;
     let mut extent = 0.0f32;
     for a in 0..dims {
         extent = extent.max(hi[a] - lo[a]);
@@ -491,6 +515,30 @@ mod tests {
     use super::*;
     use crate::gradient::repulsion_exact;
     use crate::{Rng, Serial};
+
+    #[test]
+    fn bounds_match_a_scalar_scan_and_name_the_first_non_finite_value() {
+        let mut r = Rng::new(5);
+        for dims in [1usize, 2] {
+            for n in [1usize, 3, 4, 7, 8, 9, 61, 1000] {
+                let y: Vec<f32> = (0..n * dims).map(|_| (r.normal() * 10.0) as f32).collect();
+                let (lo, hi) = bounds(&y, n, dims).unwrap();
+                for a in 0..dims {
+                    let axis = y.iter().skip(a).step_by(dims);
+                    assert_eq!(lo[a], axis.clone().fold(f32::INFINITY, |m, &v| m.min(v)));
+                    assert_eq!(hi[a], axis.fold(f32::NEG_INFINITY, |m, &v| m.max(v)));
+                }
+                for (at, bad) in [(0, f32::NAN), (n * dims / 2, f32::INFINITY)] {
+                    let mut z = y.clone();
+                    z[at] = bad;
+                    z[n * dims - 1] = f32::NEG_INFINITY;
+                    let first = at.min(n * dims - 1);
+                    let (row, col) = (first / dims, first % dims);
+                    assert_eq!(bounds(&z, n, dims), Err(Error::NonFinite { row, col }));
+                }
+            }
+        }
+    }
 
     /// Regression (fuzz target tsne_gradient): an embedding spanning ±3e38 overflowed the
     /// grid size computation; now it is an error naming the embedding.
