@@ -197,15 +197,16 @@ fn attraction_rows_packed(p: &PackedP, y: &[f32], first: usize, rows: usize, out
             );
             let base = 2 * b * PACK_BLOCK;
             for (cj, cv) in cols.chunks_exact(8).zip(vals.chunks_exact(8)) {
-                let q: [[f32; 2]; 8] = core::array::from_fn(|l| {
+                let pair = |l: usize| -> [f32; 2] {
                     let j = base + 2 * cj[l] as usize;
                     debug_assert!(j + 2 <= y.len());
                     // SAFETY: `pack_p` takes columns from a CSR checked against n rows, and
                     // `y` holds 2n values (checked by the caller).
                     unsafe { y.as_ptr().add(j).cast::<[f32; 2]>().read_unaligned() }
-                });
-                let dx = vx - f32x8::from(q.map(|v| v[0]));
-                let dy = vy - f32x8::from(q.map(|v| v[1]));
+                };
+                let (xs, ys) = deinterleave(core::array::from_fn(pair));
+                let dx = vx - xs;
+                let dy = vy - ys;
                 let pv = f32x8::from(core::array::from_fn::<f32, 8, _>(|l| from_bf16(cv[l])));
                 let q = pv / (one + dx * dx + dy * dy);
                 fx += q * dx;
@@ -229,6 +230,24 @@ fn attraction_rows_packed(p: &PackedP, y: &[f32], first: usize, rows: usize, out
         out[2 * r] = sx;
         out[2 * r + 1] = sy;
     }
+}
+
+/// Eight (x, y) pairs as a vector of the x and a vector of the y: two pairs per load and
+/// four unpacks per four pairs, rather than sixteen single-lane inserts.
+#[inline(always)]
+fn deinterleave(q: [[f32; 2]; 8]) -> (wide::f32x8, wide::f32x8) {
+    use wide::f32x4;
+    let two = |a: usize| f32x4::from([q[a][0], q[a][1], q[a + 1][0], q[a + 1][1]]);
+    let four = |a: usize| {
+        // (x0 y0 x1 y1), (x2 y2 x3 y3) → (x0 x2 y0 y2), (x1 x3 y1 y3) → (x0 x1 x2 x3), (y0 …)
+        let (u, w) = (two(a).unpack_lo(two(a + 2)), two(a).unpack_hi(two(a + 2)));
+        (u.unpack_lo(w).to_array(), u.unpack_hi(w).to_array())
+    };
+    let ((x0, y0), (x1, y1)) = (four(0), four(4));
+    let join = |a: [f32; 4], b: [f32; 4]| {
+        wide::f32x8::from([a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]])
+    };
+    (join(x0, x1), join(y0, y1))
 }
 
 /// Scalar twin of `attraction_rows_packed` (the same operations, lane by lane).
