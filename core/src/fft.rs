@@ -296,39 +296,23 @@ pub const MAX_COLUMN: usize = 2048;
 /// Rows per parallel task in 2-D transforms.
 const ROW_TASK: usize = 64;
 /// Columns per block of the column pass, one per SIMD lane (see `columns`).
-const COLUMN_LANES: usize = 8 * COLUMN_VECTORS;
-const COLUMN_VECTORS: usize = 4;
+const COLUMN_LANES: usize = 4 * COLUMN_VECTORS;
+const COLUMN_VECTORS: usize = 8;
 type ColumnLanes = Lanes<COLUMN_VECTORS>;
 
-/// 8·K lanes as K eight-lane vectors, so that one block of columns spans whole cache lines.
+/// 4·K lanes as K four-lane vectors, so that one block of columns spans whole cache lines.
 #[derive(Clone, Copy)]
 #[repr(transparent)]
-struct Lanes<const K: usize>([f32x8; K]);
+struct Lanes<const K: usize>([f32x4; K]);
 
 // SAFETY: plain floats; every bit pattern is valid.
 unsafe impl<const K: usize> crate::scratch::Pod for Lanes<K> {}
 
 impl<const K: usize> Lanes<K> {
-    const ZERO: Self = Lanes([f32x8::ZERO; K]);
+    const ZERO: Self = Lanes([f32x4::ZERO; K]);
     #[inline(always)]
     fn splat(v: f32) -> Self {
-        Lanes([f32x8::splat(v); K])
-    }
-    #[inline(always)]
-    fn to_array<const N: usize>(self) -> [f32; N] {
-        const { assert!(N == 8 * K) };
-        let mut out = [0.0; N];
-        for (k, v) in self.0.iter().enumerate() {
-            out[8 * k..8 * k + 8].copy_from_slice(&v.to_array());
-        }
-        out
-    }
-    #[inline(always)]
-    fn from_array<const N: usize>(v: [f32; N]) -> Self {
-        const { assert!(N == 8 * K) };
-        Lanes(core::array::from_fn(|k| {
-            f32x8::from(<[f32; 8]>::try_from(&v[8 * k..8 * k + 8]).unwrap())
-        }))
+        Lanes([f32x4::splat(v); K])
     }
 }
 
@@ -860,6 +844,54 @@ fn lane_stages<T>(
     odd_stage(plan, br, bi, sign, splat);
 }
 
+/// [`lane_stages`] on a block of columns, one four-lane vector of the block at a time within
+/// each group of butterflies: the same arithmetic lane by lane, with a group's values and
+/// twiddles in registers (whole 32-lane blocks at once spilled most of them to the stack).
+#[inline(always)]
+fn column_stages(plan: &FftPlan, br: &mut [ColumnLanes], bi: &mut [ColumnLanes], sign: f32) {
+    let m = br.len();
+    let bi = &mut bi[..m];
+    let big = m / plan.odd;
+    let tw = |t: usize| (f32x4::splat(plan.twr[t]), f32x4::splat(sign * plan.twi[t]));
+    let mut h = 1;
+    while 4 * h <= big {
+        for a in (0..m).step_by(4 * h) {
+            for j in 0..h {
+                let p = [a + j, a + j + h, a + j + 2 * h, a + j + 3 * h];
+                let (w1, w2, w3) = (tw(h + j), tw(2 * h + j), tw(2 * h + j + h));
+                for v in 0..COLUMN_VECTORS {
+                    let mut r = p.map(|q| br[q].0[v]);
+                    let mut i = p.map(|q| bi[q].0[v]);
+                    butterfly(&mut r, &mut i, 0, 1, w1);
+                    butterfly(&mut r, &mut i, 2, 3, w1);
+                    butterfly(&mut r, &mut i, 0, 2, w2);
+                    butterfly(&mut r, &mut i, 1, 3, w3);
+                    for (k, &q) in p.iter().enumerate() {
+                        br[q].0[v] = r[k];
+                        bi[q].0[v] = i[k];
+                    }
+                }
+            }
+        }
+        h *= 4;
+    }
+    if h < big {
+        for a in (0..m).step_by(2 * h) {
+            for j in a..a + h {
+                let w = tw(h + j - a);
+                for v in 0..COLUMN_VECTORS {
+                    let mut r = [br[j].0[v], br[j + h].0[v]];
+                    let mut i = [bi[j].0[v], bi[j + h].0[v]];
+                    butterfly(&mut r, &mut i, 0, 1, w);
+                    (br[j].0[v], br[j + h].0[v]) = (r[0], r[1]);
+                    (bi[j].0[v], bi[j + h].0[v]) = (i[0], i[1]);
+                }
+            }
+        }
+    }
+    odd_stage(plan, br, bi, sign, ColumnLanes::splat);
+}
+
 /// lo, hi ← lo + w·hi, lo − w·hi (the radix-2 butterfly's arithmetic, term by term).
 #[inline(always)]
 fn butterfly<const N: usize, T>(
@@ -967,30 +999,34 @@ fn columns(
                     continue;
                 }
                 // SAFETY: this task alone touches columns c0..c0 + COLUMN_LANES, within the grid.
+                let at = |v: usize| r * m + c0 + 4 * v;
                 unsafe {
-                    br[t] = ColumnLanes::from_array(sr.read_n::<COLUMN_LANES>(r * m + c0));
-                    bi[t] = ColumnLanes::from_array(si.read_n::<COLUMN_LANES>(r * m + c0));
+                    br[t] = Lanes(core::array::from_fn(|v| f32x4::from(sr.read_n::<4>(at(v)))));
+                    bi[t] = Lanes(core::array::from_fn(|v| f32x4::from(si.read_n::<4>(at(v)))));
                 }
             }
-            lane_stages(plan, br, bi, sign, ColumnLanes::splat);
+            column_stages(plan, br, bi, sign);
             if let Some(f) = filter {
                 for r in 0..m {
-                    let at = r * m + c0;
-                    let g = ColumnLanes::from_array::<COLUMN_LANES>(
-                        f[at..at + COLUMN_LANES].try_into().unwrap(),
-                    );
-                    br[r] = br[r] * g;
-                    bi[r] = bi[r] * g;
+                    let row = &f[r * m + c0..r * m + c0 + COLUMN_LANES];
+                    for (v, g) in row.chunks_exact(4).enumerate() {
+                        let g = f32x4::from(<[f32; 4]>::try_from(g).unwrap());
+                        br[r].0[v] *= g;
+                        bi[r].0[v] *= g;
+                    }
                 }
                 plan.permute_in_place(br);
                 plan.permute_in_place(bi);
-                lane_stages(plan, br, bi, -1.0, ColumnLanes::splat);
+                column_stages(plan, br, bi, -1.0);
             }
             for r in 0..rows_out.min(m) {
                 // SAFETY: as above.
-                unsafe {
-                    sr.write_n::<COLUMN_LANES>(r * m + c0, br[r].to_array());
-                    si.write_n::<COLUMN_LANES>(r * m + c0, bi[r].to_array());
+                for v in 0..COLUMN_VECTORS {
+                    let at = r * m + c0 + 4 * v;
+                    unsafe {
+                        sr.write_n::<4>(at, br[r].0[v].to_array());
+                        si.write_n::<4>(at, bi[r].0[v].to_array());
+                    }
                 }
             }
         }
