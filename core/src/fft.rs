@@ -299,6 +299,8 @@ const ROW_TASK: usize = 64;
 const COLUMN_LANES: usize = 4 * COLUMN_VECTORS;
 const COLUMN_VECTORS: usize = 8;
 type ColumnLanes = Lanes<COLUMN_VECTORS>;
+/// Eight rows of the row pass, one per lane.
+type RowLanes = Lanes<2>;
 
 /// 4·K lanes as K four-lane vectors, so that one block of columns spans whole cache lines.
 #[derive(Clone, Copy)]
@@ -714,14 +716,14 @@ fn rows(plan: &FftPlan, re: &mut [f32], im: &mut [f32], inverse: bool, par: &dyn
     }
     let sign = if inverse { -1.0f32 } else { 1.0 };
     for_row_chunks2(par, n, ROW_TASK, re, m, im, m, &|_, _, count, r, i| {
-        let mut br = [f32x8::ZERO; MAX_COLUMN];
-        let mut bi = [f32x8::ZERO; MAX_COLUMN];
+        let mut br = [RowLanes::ZERO; MAX_COLUMN];
+        let mut bi = [RowLanes::ZERO; MAX_COLUMN];
         let full = count - count % 8;
         for g in (0..full).step_by(8) {
             let rows = g * m..(g + 8) * m;
             gather_rows(&r[rows.clone()], m, plan.rev, &mut br[..m]);
             gather_rows(&i[rows.clone()], m, plan.rev, &mut bi[..m]);
-            lane_stages(plan, &mut br[..m], &mut bi[..m], sign, f32x8::splat);
+            lane_stages(plan, &mut br[..m], &mut bi[..m], sign);
             scatter_rows(&br[..m], m, &mut r[rows.clone()]);
             scatter_rows(&bi[..m], m, &mut i[rows]);
         }
@@ -739,7 +741,7 @@ fn rows(plan: &FftPlan, re: &mut [f32], im: &mut [f32], inverse: bool, par: &dyn
 /// lane l of `out[rev[t]]`. Four elements of every row at a time, turned by two 4 × 4
 /// transposes, instead of 64 scalar moves.
 #[inline(always)]
-fn gather_rows(src: &[f32], m: usize, rev: &[u32], out: &mut [f32x8]) {
+fn gather_rows(src: &[f32], m: usize, rev: &[u32], out: &mut [RowLanes]) {
     let quads = m / 4;
     for q in 0..quads {
         let t = 4 * q;
@@ -748,107 +750,50 @@ fn gather_rows(src: &[f32], m: usize, rev: &[u32], out: &mut [f32x8]) {
         let lo = f32x4::transpose([four(0), four(1), four(2), four(3)]);
         let hi = f32x4::transpose([four(4), four(5), four(6), four(7)]);
         for c in 0..4 {
-            out[rev[t + c] as usize] = join(lo[c], hi[c]);
+            out[rev[t + c] as usize] = Lanes([lo[c], hi[c]]);
         }
     }
     for t in 4 * quads..m {
-        out[rev[t] as usize] = f32x8::from(core::array::from_fn::<f32, 8, _>(|l| src[l * m + t]));
+        let half = |h: usize| f32x4::from(core::array::from_fn(|l| src[(4 * h + l) * m + t]));
+        out[rev[t] as usize] = Lanes([half(0), half(1)]);
     }
 }
 
 /// The inverse move of [`gather_rows`], without the permutation: lane l of `lanes[t]` to
 /// element t of row l of `dst`.
 #[inline(always)]
-fn scatter_rows(lanes: &[f32x8], m: usize, dst: &mut [f32]) {
+fn scatter_rows(lanes: &[RowLanes], m: usize, dst: &mut [f32]) {
     let quads = m / 4;
     for q in 0..quads {
         let t = 4 * q;
-        let halves: [[f32x4; 2]; 4] = core::array::from_fn(|c| split(lanes[t + c]));
-        let lo = f32x4::transpose(core::array::from_fn(|c| halves[c][0]));
-        let hi = f32x4::transpose(core::array::from_fn(|c| halves[c][1]));
+        let lo = f32x4::transpose(core::array::from_fn(|c| lanes[t + c].0[0]));
+        let hi = f32x4::transpose(core::array::from_fn(|c| lanes[t + c].0[1]));
         for (l, v) in lo.iter().chain(&hi).enumerate() {
             dst[l * m + t..l * m + t + 4].copy_from_slice(&v.to_array());
         }
     }
     for t in 4 * quads..m {
-        let v = lanes[t].to_array();
-        for (l, &x) in v.iter().enumerate() {
-            dst[l * m + t] = x;
+        for (h, v) in lanes[t].0.iter().enumerate() {
+            for (l, &x) in v.to_array().iter().enumerate() {
+                dst[(4 * h + l) * m + t] = x;
+            }
         }
     }
 }
 
+/// The butterfly stages on 4·K interleaved sequences (K four-lane vectors per element) already
+/// in bit-reversed order. Stages go in pairs (h, 2h), fused into one pass over the buffer:
+/// every element meets the same butterflies in the same order as in separate radix-2 passes,
+/// so every bit is the same, at half the memory traffic. Within each group of butterflies
+/// the K vectors go one at a time, so a group's values and twiddles stay in registers (all
+/// lanes at once spilled most of them to the stack).
 #[inline(always)]
-fn join(lo: f32x4, hi: f32x4) -> f32x8 {
-    let (a, b) = (lo.to_array(), hi.to_array());
-    f32x8::from([a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]])
-}
-
-#[inline(always)]
-fn split(v: f32x8) -> [f32x4; 2] {
-    let a = v.to_array();
-    [
-        f32x4::from([a[0], a[1], a[2], a[3]]),
-        f32x4::from([a[4], a[5], a[6], a[7]]),
-    ]
-}
-
-/// The butterfly stages on eight interleaved sequences already in bit-reversed order. Stages
-/// go in pairs (h, 2h), fused into one pass over the buffer: every element meets the same
-/// butterflies in the same order as in separate radix-2 passes, so every bit is the same, at
-/// half the memory traffic.
-#[inline(always)]
-fn lane_stages<T>(
+fn lane_stages<const K: usize>(
     plan: &FftPlan,
-    br: &mut [T],
-    bi: &mut [T],
+    br: &mut [Lanes<K>],
+    bi: &mut [Lanes<K>],
     sign: f32,
-    splat: impl Fn(f32) -> T + Copy,
-) where
-    T: Copy + Add<Output = T> + Sub<Output = T> + Mul<Output = T>,
-{
-    let m = br.len();
-    let big = m / plan.odd;
-    let tw = |t: usize| (splat(plan.twr[t]), splat(sign * plan.twi[t]));
-    let mut h = 1;
-    while 4 * h <= big {
-        for a in (0..m).step_by(4 * h) {
-            for j in 0..h {
-                let p = [a + j, a + j + h, a + j + 2 * h, a + j + 3 * h];
-                let mut r = p.map(|q| br[q]);
-                let mut i = p.map(|q| bi[q]);
-                let w1 = tw(h + j);
-                butterfly(&mut r, &mut i, 0, 1, w1);
-                butterfly(&mut r, &mut i, 2, 3, w1);
-                butterfly(&mut r, &mut i, 0, 2, tw(2 * h + j));
-                butterfly(&mut r, &mut i, 1, 3, tw(2 * h + j + h));
-                for (k, &q) in p.iter().enumerate() {
-                    br[q] = r[k];
-                    bi[q] = i[k];
-                }
-            }
-        }
-        h *= 4;
-    }
-    if h < big {
-        // One radix-2 stage left (an odd power of two).
-        for a in (0..m).step_by(2 * h) {
-            for j in a..a + h {
-                let mut r = [br[j], br[j + h]];
-                let mut i = [bi[j], bi[j + h]];
-                butterfly(&mut r, &mut i, 0, 1, tw(h + j - a));
-                (br[j], br[j + h], bi[j], bi[j + h]) = (r[0], r[1], i[0], i[1]);
-            }
-        }
-    }
-    odd_stage(plan, br, bi, sign, splat);
-}
-
-/// [`lane_stages`] on a block of columns, one four-lane vector of the block at a time within
-/// each group of butterflies: the same arithmetic lane by lane, with a group's values and
-/// twiddles in registers (whole 32-lane blocks at once spilled most of them to the stack).
-#[inline(always)]
-fn column_stages(plan: &FftPlan, br: &mut [ColumnLanes], bi: &mut [ColumnLanes], sign: f32) {
+) {
     let m = br.len();
     let bi = &mut bi[..m];
     let big = m / plan.odd;
@@ -859,7 +804,7 @@ fn column_stages(plan: &FftPlan, br: &mut [ColumnLanes], bi: &mut [ColumnLanes],
             for j in 0..h {
                 let p = [a + j, a + j + h, a + j + 2 * h, a + j + 3 * h];
                 let (w1, w2, w3) = (tw(h + j), tw(2 * h + j), tw(2 * h + j + h));
-                for v in 0..COLUMN_VECTORS {
+                for v in 0..K {
                     let mut r = p.map(|q| br[q].0[v]);
                     let mut i = p.map(|q| bi[q].0[v]);
                     butterfly(&mut r, &mut i, 0, 1, w1);
@@ -879,7 +824,7 @@ fn column_stages(plan: &FftPlan, br: &mut [ColumnLanes], bi: &mut [ColumnLanes],
         for a in (0..m).step_by(2 * h) {
             for j in a..a + h {
                 let w = tw(h + j - a);
-                for v in 0..COLUMN_VECTORS {
+                for v in 0..K {
                     let mut r = [br[j].0[v], br[j + h].0[v]];
                     let mut i = [bi[j].0[v], bi[j + h].0[v]];
                     butterfly(&mut r, &mut i, 0, 1, w);
@@ -889,7 +834,7 @@ fn column_stages(plan: &FftPlan, br: &mut [ColumnLanes], bi: &mut [ColumnLanes],
             }
         }
     }
-    odd_stage(plan, br, bi, sign, ColumnLanes::splat);
+    odd_stage(plan, br, bi, sign, Lanes::<K>::splat);
 }
 
 /// lo, hi ← lo + w·hi, lo − w·hi (the radix-2 butterfly's arithmetic, term by term).
@@ -1005,7 +950,7 @@ fn columns(
                     bi[t] = Lanes(core::array::from_fn(|v| f32x4::from(si.read_n::<4>(at(v)))));
                 }
             }
-            column_stages(plan, br, bi, sign);
+            lane_stages(plan, br, bi, sign);
             if let Some(f) = filter {
                 for r in 0..m {
                     let row = &f[r * m + c0..r * m + c0 + COLUMN_LANES];
@@ -1017,7 +962,7 @@ fn columns(
                 }
                 plan.permute_in_place(br);
                 plan.permute_in_place(bi);
-                column_stages(plan, br, bi, -1.0);
+                lane_stages(plan, br, bi, -1.0);
             }
             for r in 0..rows_out.min(m) {
                 // SAFETY: as above.
