@@ -1092,30 +1092,28 @@ mod column_tests {
         (x, pr, pi)
     }
 
+    /// Grid sizes (powers of two and mixed lengths), rows holding input, rows wanted.
+    const CASES: [(usize, usize, usize); 9] = [
+        (8, 8, 8),
+        (12, 5, 7),
+        (40, 20, 20),
+        (48, 17, 30),
+        (64, 32, 32),
+        (80, 40, 40),
+        (96, 48, 48),
+        (320, 160, 160),
+        (1024, 512, 512),
+    ];
+
     #[test]
     fn real_transforms_match_the_complex_ones() {
         let pool = crate::threads::Threads::new(3);
-        for (m, nonzero, needed) in [
-            (8usize, 8usize, 8usize),
-            (12, 5, 7),
-            (40, 20, 20),
-            (48, 17, 30),
-            (64, 32, 32),
-            (80, 40, 40),
-            (320, 160, 160),
-            (1024, 512, 512),
-        ] {
+        for (m, nonzero, needed) in CASES {
             let (mut a, mut b, mut c) = (vec![0.0; m], vec![0.0; m], vec![0; m]);
             let plan = FftPlan::new(m, &mut a, &mut b, &mut c).unwrap();
             let mut sc = vec![0u8; fft2_scratch(m).bytes()];
             // A real, even kernel, as the repulsion uses.
-            let mut kr = vec![0.0f32; m * m];
-            for (row, col) in (0..m).flat_map(|r| (0..m).map(move |c| (r, c))) {
-                let (dr, dc) = (row.min(m - row) as f32, col.min(m - col) as f32);
-                kr[row * m + col] = 1.0 / (1.0 + 0.1 * (dr * dr + dc * dc));
-            }
-            let mut ki = vec![0.0f32; m * m];
-            fft2_forward(&plan, &mut kr, &mut ki, m, &Serial, &mut sc).unwrap();
+            let (_, f) = even_kernel(&plan, &mut sc);
 
             let (x, pr0, pi0) = packed_real(m, nonzero, m as u64);
             // Oracle: the complex path with a zero imaginary part.
@@ -1123,9 +1121,8 @@ mod column_tests {
             fft2_forward(&plan, &mut er, &mut ei, nonzero, &Serial, &mut sc).unwrap();
             let spectrum = (er.clone(), ei.clone());
             for k in 0..m * m {
-                let (u, v) = (er[k], ei[k]);
-                er[k] = u * kr[k] - v * ki[k];
-                ei[k] = u * ki[k] + v * kr[k];
+                er[k] *= f[k];
+                ei[k] *= f[k];
             }
             fft2_inverse(&plan, &mut er, &mut ei, needed, &Serial, &mut sc).unwrap();
 
@@ -1145,9 +1142,8 @@ mod column_tests {
                         .abs()
                         .max((im[k] - spectrum.1[k]).abs());
                     assert!(err <= 1e-5 * scale, "m {m} spectrum ({row}, {col}): {err}");
-                    let (u, v) = (re[k], im[k]);
-                    re[k] = u * kr[k] - v * ki[k];
-                    im[k] = u * ki[k] + v * kr[k];
+                    re[k] *= f[k];
+                    im[k] *= f[k];
                 }
                 fft2_inverse_real(
                     &plan, &mut re, &mut im, needed, &mut pr, &mut pi, par, &mut sc,
@@ -1203,16 +1199,7 @@ mod column_tests {
     #[test]
     fn convolutions_equal_transform_product_inverse() {
         let pool = crate::threads::Threads::new(3);
-        for (m, nonzero, needed) in [
-            (8usize, 8usize, 8usize),
-            (12, 5, 7),
-            (40, 20, 20),
-            (48, 17, 30),
-            (96, 48, 48),
-            (80, 40, 40),
-            (320, 160, 160),
-            (1024, 512, 512),
-        ] {
+        for (m, nonzero, needed) in CASES {
             let (mut a, mut b, mut c) = (vec![0.0; m], vec![0.0; m], vec![0; m]);
             let plan = FftPlan::new(m, &mut a, &mut b, &mut c).unwrap();
             let mut sc = vec![0u8; fft2_scratch(m).bytes()];
