@@ -195,8 +195,8 @@ impl<'a> FftPlan<'a> {
 
 /// The last stage for m = f·M with f > 1: the f transforms of length M (of the elements
 /// r, r + f, r + 2f, …), stored at [r·M, (r + 1)·M), combine into
-/// X[k + q·M] = Σ_r exp(∓2πi r(k + qM)/m) F_r[k]. Generic over one sequence (f32) or eight
-/// (f32x8), so the SIMD path and its scalar twin do the same arithmetic.
+/// X[k + q·M] = Σ_r exp(∓2πi r(k + qM)/m) F_r[k]. Generic over one sequence (f32) or many
+/// (`Lanes`), so the SIMD path and its scalar twin do the same arithmetic.
 #[inline(always)]
 fn odd_stage<T>(plan: &FftPlan, re: &mut [T], im: &mut [T], sign: f32, splat: impl Fn(f32) -> T)
 where
