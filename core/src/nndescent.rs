@@ -2,9 +2,11 @@
 //! NN-descent ("a neighbour of a neighbour is probably a neighbour") refines them
 //! (Dong, Charikar & Li 2011; MATH §9).
 //!
-//! Deterministic on any number of threads: candidate lists and heap updates are built
-//! serially with one seeded generator; only distance evaluation runs in parallel, and its
-//! proposed updates are applied in chunk order.
+//! Deterministic on any number of threads: the trees are split serially with one seeded
+//! generator, and every parallel step either owns the heaps it changes (a tree's leaves, a
+//! range of rows) or proposes updates that are applied in chunk order, so each heap sees
+//! its offers in the same order however the work is split. The candidate lists' reservoir
+//! draws are keyed by list and count, not taken from a shared stream.
 
 use crate::error::{Error, Result, ensure, ensure_len};
 use crate::knn::Metric;
@@ -160,7 +162,7 @@ fn update_capacity(n: usize, mc: usize) -> usize {
     wave_points(n) * pairs_per_point(mc).max(1)
 }
 
-/// Largest leaf whose pairs fit the update buffer.
+/// Largest leaf: a leaf's work is quadratic, so it is bounded by the update buffer's size.
 fn max_leaf(n: usize, mc: usize) -> usize {
     let cap = update_capacity(n, mc);
     ((libm::sqrt(2.0 * cap as f64) as usize).max(2)).min(n.max(2))
@@ -191,7 +193,6 @@ pub fn nn_descent_scratch(
         .plus::<u32>(n) // tree permutation
         .plus::<u32>(2 * n) // tree stack
         .plus::<u32>(2 * n) // tree leaves
-        .plus::<u32>(n + 1) // leaf offsets
         .plus::<u32>(2 * n * mc) // candidate lists
         .plus::<u32>(2 * n) // candidate counts
         .plus::<u32>(2 * n) // candidates seen (reservoir sampling)
@@ -599,7 +600,6 @@ fn descend<S: Rows>(
     let perm = s.take::<u32>(n, "tree permutation")?;
     let stack = s.take::<u32>(2 * n, "tree stack")?;
     let leaves = s.take::<u32>(2 * n, "tree leaves")?;
-    let offs = s.take::<u32>(n + 1, "leaf offsets")?;
     let cands = s.take::<u32>(2 * n * mc, "candidates")?;
     let counts = s.take::<u32>(2 * n, "candidate counts")?;
     let seen = s.take::<u32>(2 * n, "candidates seen")?;
@@ -609,8 +609,7 @@ fn descend<S: Rows>(
     let mut rng = Rng::stream(params.seed, 0x4e4e);
 
     // 1. Random-projection trees: points sharing a leaf become candidates for each other.
-    // Splitting is serial (one generator); distances within leaves run in parallel, written
-    // to fixed slots and applied in leaf order.
+    // Splitting is serial (one generator); leaves are then processed in parallel.
     let leaf = leaf_size(params, k).min(max_leaf(n, mc));
     for _ in 0..params.trees {
         for (i, p) in perm.iter_mut().enumerate() {
@@ -637,47 +636,24 @@ fn descend<S: Rows>(
             stack[sp + 3] = en as u32;
             sp += 4;
         }
-        let mut l0 = 0;
-        while l0 < nleaves {
-            // A batch of leaves whose pairs fit the update buffer.
-            let mut l1 = l0;
-            offs[0] = 0;
-            while l1 < nleaves {
-                let sz = (leaves[2 * l1 + 1] - leaves[2 * l1]) as usize;
-                let next = offs[l1 - l0] as usize + sz * (sz - 1) / 2;
-                if next > updates.len() {
-                    break;
-                }
-                offs[l1 - l0 + 1] = next as u32;
-                l1 += 1;
-            }
-            let (perm_r, leaves_r, offs_r) = (&*perm, &*leaves, &*offs);
-            let shared = SharedMut::new(&mut updates[..]);
-            par.run(l1 - l0, &|t| {
-                let (st, en) = (
-                    leaves_r[2 * (l0 + t)] as usize,
-                    leaves_r[2 * (l0 + t) + 1] as usize,
-                );
-                // SAFETY: leaf t alone writes slots offs[t]..offs[t + 1].
-                let out = unsafe { shared.range(offs_r[t] as usize, offs_r[t + 1] as usize) };
-                let mut w = 0;
-                for a in st..en {
-                    for b in a + 1..en {
-                        let (pa, pb) = (perm_r[a], perm_r[b]);
-                        let d = space.dist(pa as usize, pb as usize);
-                        out[w] = Update {
-                            a: pa,
-                            b: pb,
-                            d: -d,
-                        };
-                        w += 1;
+        // A point lies in one leaf of a tree, so each leaf task owns its points' heaps, and
+        // every heap sees its offers in the order of its own leaf's pairs on any thread count.
+        let heaps = SharedHeaps::new(idx, dist, flags, lens, worst, k);
+        let (perm_r, leaves_r) = (&*perm, &*leaves);
+        par.run(nleaves, &|t| {
+            let (st, en) = (leaves_r[2 * t] as usize, leaves_r[2 * t + 1] as usize);
+            for a in st..en {
+                for b in a + 1..en {
+                    let (pa, pb) = (perm_r[a], perm_r[b]);
+                    let d = space.dist(pa as usize, pb as usize);
+                    // SAFETY: pa and pb belong to leaf t alone in this tree.
+                    unsafe {
+                        heaps.heap(pa as usize).push(d, pb);
+                        heaps.heap(pb as usize).push(d, pa);
                     }
                 }
-            });
-            let segs = [&updates[..offs[l1 - l0] as usize]];
-            apply_updates(par, &segs, idx, dist, flags, lens, worst, k);
-            l0 = l1;
-        }
+            }
+        });
     }
 
     // 2. NN-descent rounds. The local join runs in waves of points: within a wave, chunks
@@ -686,7 +662,8 @@ fn descend<S: Rows>(
     let ppp = pairs_per_point(mc);
     let wave = wave_points(n);
     for round in 0..params.max_rounds {
-        build_candidates(idx, flags, lens, k, mc, cands, counts, seen, &mut rng);
+        let key = rng.next_key();
+        build_candidates(par, idx, flags, lens, k, mc, cands, counts, seen, key);
         let (newc, oldc) = cands.split_at(n * mc);
         let (ncount, ocount) = counts.split_at(n);
         let mut changed = 0usize;
@@ -786,6 +763,53 @@ fn row_heap<'a>(
     }
 }
 
+/// The heap arrays shared by tasks that each own a disjoint set of rows.
+struct SharedHeaps<'a> {
+    idx: SharedMut<'a, u32>,
+    dist: SharedMut<'a, f32>,
+    flags: SharedMut<'a, u8>,
+    lens: SharedMut<'a, u32>,
+    worst: SharedMut<'a, f32>,
+    k: usize,
+}
+
+impl<'a> SharedHeaps<'a> {
+    fn new(
+        idx: &'a mut [u32],
+        dist: &'a mut [f32],
+        flags: &'a mut [u8],
+        lens: &'a mut [u32],
+        worst: &'a mut [f32],
+        k: usize,
+    ) -> Self {
+        SharedHeaps {
+            idx: SharedMut::new(idx),
+            dist: SharedMut::new(dist),
+            flags: SharedMut::new(flags),
+            lens: SharedMut::new(lens),
+            worst: SharedMut::new(worst),
+            k,
+        }
+    }
+
+    /// # Safety
+    /// No other task uses row `i` while the heap lives.
+    #[inline(always)]
+    unsafe fn heap(&self, i: usize) -> Heap<'a> {
+        let k = self.k;
+        // SAFETY: the caller owns row i.
+        unsafe {
+            Heap {
+                d: self.dist.range(i * k, (i + 1) * k),
+                ix: self.idx.range(i * k, (i + 1) * k),
+                fl: self.flags.range(i * k, (i + 1) * k),
+                len: &mut self.lens.range(i, i + 1)[0],
+                worst: &mut self.worst.range(i, i + 1)[0],
+            }
+        }
+    }
+}
+
 /// Splits `perm` by the hyperplane equidistant from two random points; returns the size of
 /// the first part. Falls back to halving when the hyperplane separates nothing (duplicates).
 fn split<S: Rows>(space: &S, perm: &mut [u32], rng: &mut Rng) -> usize {
@@ -815,9 +839,13 @@ fn split<S: Rows>(space: &S, perm: &mut [u32], rng: &mut Rng) -> usize {
 }
 
 /// New and old candidate lists (forward and reverse), each bounded by `mc` through
-/// reservoir sampling; marks the sampled new neighbours old.
+/// reservoir sampling; marks the sampled new neighbours old. Each thread owns a range of
+/// rows and scans every heap for the entries that reach its rows, so every list sees its
+/// candidates in the same order on any thread count; the reservoir's draws are keyed by
+/// (`key`, list, number seen) rather than taken from one shared stream.
 #[allow(clippy::too_many_arguments)]
 fn build_candidates(
+    par: &dyn Parallel,
     idx: &[u32],
     flags: &mut [u8],
     lens: &[u32],
@@ -826,43 +854,92 @@ fn build_candidates(
     cands: &mut [u32],
     counts: &mut [u32],
     seen: &mut [u32],
-    rng: &mut Rng,
+    key: u64,
 ) {
     let n = lens.len();
-    counts.fill(0);
-    seen.fill(0);
-    let mut add = |list: usize, i: usize, j: u32, rng: &mut Rng| {
-        let slot = list * n + i;
-        let s = seen[slot] as usize;
-        seen[slot] += 1;
-        let base = (list * n + i) * mc;
-        if s < mc {
-            cands[base + s] = j;
-            counts[slot] += 1;
-        } else {
-            let r = rng.below(s + 1);
-            if r < mc {
-                cands[base + r] = j;
+    let parts = par.threads().clamp(1, MAX_APPLY_PARTS);
+    let part = n.div_ceil(parts).max(1);
+    let flags_r = &*flags;
+    let (sc, sn, ss) = (
+        SharedMut::new(&mut *cands),
+        SharedMut::new(&mut *counts),
+        SharedMut::new(&mut *seen),
+    );
+    par.run(parts, &|t| {
+        let (lo, hi) = ((t * part).min(n), ((t + 1) * part).min(n));
+        if lo == hi {
+            return;
+        }
+        // SAFETY: part t alone touches rows lo..hi of both lists.
+        let lists = unsafe {
+            [
+                (
+                    sc.range(lo * mc, hi * mc),
+                    sn.range(lo, hi),
+                    ss.range(lo, hi),
+                ),
+                (
+                    sc.range((n + lo) * mc, (n + hi) * mc),
+                    sn.range(n + lo, n + hi),
+                    ss.range(n + lo, n + hi),
+                ),
+            ]
+        };
+        let [mut new, mut old] = lists;
+        for l in [&mut new, &mut old] {
+            l.1.fill(0);
+            l.2.fill(0);
+        }
+        let mut add = |list: usize, i: usize, j: u32| {
+            let (c, cnt, sn) = if list == 0 { &mut new } else { &mut old };
+            let r = i - lo;
+            let s = sn[r] as usize;
+            sn[r] += 1;
+            if s < mc {
+                c[r * mc + s] = j;
+                cnt[r] += 1;
+            } else {
+                let slot = (list * n + i) as u64;
+                let draw = key
+                    .wrapping_add(slot.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                    .wrapping_add(s as u64);
+                let pick = crate::rng::keyed_below(draw, s + 1);
+                if pick < mc {
+                    c[r * mc + pick] = j;
+                }
+            }
+        };
+        for i in 0..n {
+            let mine = (lo..hi).contains(&i);
+            for c in 0..lens[i] as usize {
+                let j = idx[i * k + c];
+                let list = if flags_r[i * k + c] == 1 { 0 } else { 1 };
+                if mine {
+                    add(list, i, j);
+                }
+                if (lo..hi).contains(&(j as usize)) {
+                    add(list, j as usize, i as u32);
+                }
             }
         }
-    };
-    for i in 0..n {
-        for c in 0..lens[i] as usize {
-            let j = idx[i * k + c];
-            let list = if flags[i * k + c] == 1 { 0 } else { 1 };
-            add(list, i, j, rng);
-            add(list, j as usize, i as u32, rng);
-        }
-    }
+    });
     // Sampled new neighbours are old from now on.
-    for i in 0..n {
-        let newc = &cands[i * mc..i * mc + counts[i] as usize];
-        for c in 0..lens[i] as usize {
-            if flags[i * k + c] == 1 && newc.contains(&idx[i * k + c]) {
-                flags[i * k + c] = 0;
+    let (cands_r, counts_r) = (&*cands, &*counts);
+    let sf = SharedMut::new(flags);
+    par.run(parts, &|t| {
+        let (lo, hi) = ((t * part).min(n), ((t + 1) * part).min(n));
+        // SAFETY: part t alone writes the flags of rows lo..hi.
+        let fl = unsafe { sf.range(lo * k, hi * k) };
+        for i in lo..hi {
+            let newc = &cands_r[i * mc..i * mc + counts_r[i] as usize];
+            for c in 0..lens[i] as usize {
+                let f = &mut fl[(i - lo) * k + c];
+                if *f == 1 && newc.contains(&idx[i * k + c]) {
+                    *f = 0;
+                }
             }
         }
-    }
+    });
 }
 
 #[cfg(test)]

@@ -15,7 +15,22 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A uniform integer in [0, n) drawn from `key` alone (SplitMix64's finaliser, then
+/// multiply-shift): a counter-based draw, for sampling that must not depend on which thread
+/// asks first.
+#[inline]
+pub fn keyed_below(key: u64, n: usize) -> usize {
+    let mut st = key;
+    ((splitmix64(&mut st) >> 32).wrapping_mul(n as u64) >> 32) as usize
+}
+
 impl Rng {
+    /// A 64-bit value from the stream.
+    #[inline]
+    pub fn next_key(&mut self) -> u64 {
+        self.step()
+    }
+
     pub fn new(seed: u64) -> Self {
         let mut st = seed;
         let s = [
