@@ -197,12 +197,12 @@ fn attraction_rows_packed(p: &PackedP, y: &[f32], first: usize, rows: usize, out
             );
             let base = 2 * b * PACK_BLOCK;
             for (cj, cv) in cols.chunks_exact(8).zip(vals.chunks_exact(8)) {
-                let pair = |l: usize| -> [f32; 2] {
+                let pair = |l: usize| -> u64 {
                     let j = base + 2 * cj[l] as usize;
                     debug_assert!(j + 2 <= y.len());
                     // SAFETY: `pack_p` takes columns from a CSR checked against n rows, and
                     // `y` holds 2n values (checked by the caller).
-                    unsafe { y.as_ptr().add(j).cast::<[f32; 2]>().read_unaligned() }
+                    unsafe { y.as_ptr().add(j).cast::<u64>().read_unaligned() }
                 };
                 let (xs, ys) = deinterleave(core::array::from_fn(pair));
                 let dx = vx - xs;
@@ -232,12 +232,22 @@ fn attraction_rows_packed(p: &PackedP, y: &[f32], first: usize, rows: usize, out
     }
 }
 
-/// Eight (x, y) pairs as a vector of the x and a vector of the y: two pairs per load and
-/// four unpacks per four pairs, rather than sixteen single-lane inserts.
+/// Eight (x, y) pairs, each as the 8 bytes it occupies, as a vector of the x and a vector of
+/// the y: two pairs per vector through 64-bit lanes and four unpacks per four pairs, rather
+/// than sixteen single-lane inserts.
 #[inline(always)]
-fn deinterleave(q: [[f32; 2]; 8]) -> (wide::f32x8, wide::f32x8) {
+fn deinterleave(q: [u64; 8]) -> (wide::f32x8, wide::f32x8) {
     use wide::f32x4;
-    let two = |a: usize| f32x4::from([q[a][0], q[a][1], q[a + 1][0], q[a + 1][1]]);
+    const {
+        assert!(
+            cfg!(target_endian = "little"),
+            "x is the low half of a pair's u64"
+        )
+    };
+    let two = |a: usize| {
+        // SAFETY: two 64-bit lanes and four f32 lanes are the same 16 plain bytes.
+        unsafe { core::mem::transmute::<wide::u64x2, f32x4>(wide::u64x2::new([q[a], q[a + 1]])) }
+    };
     let four = |a: usize| {
         // (x0 y0 x1 y1), (x2 y2 x3 y3) → (x0 x2 y0 y2), (x1 x3 y1 y3) → (x0 x1 x2 x3), (y0 …)
         let (u, w) = (two(a).unpack_lo(two(a + 2)), two(a).unpack_hi(two(a + 2)));
