@@ -1071,7 +1071,7 @@ fn run_eval(a: EvalArgs) -> Res<()> {
         .map_err(|e| e.to_string())?;
         Ok(idx)
     };
-    let high = neighbours(xd, a.metric.into())?;
+    let high = data_neighbours(xd, a.k, a.metric.into(), &par)?;
     let low = neighbours(xe, Metric::SqEuclidean)?;
     let recall = ember_core::metrics::knn_recall(&high, &low, a.k).map_err(|e| e.to_string())?;
     println!("recall@{}: {recall:.4}", a.k);
@@ -1082,6 +1082,42 @@ fn run_eval(a: EvalArgs) -> Res<()> {
         println!("{}-NN accuracy: {acc:.4}", a.k);
     }
     Ok(())
+}
+
+/// The k nearest other rows of every row of wide data, through the blocked dense-product
+/// search (several times faster than the pairwise one there): k + 1 found, each row's own
+/// index (or, among duplicates, the last) dropped.
+fn data_neighbours(x: MatRef, k: usize, metric: Metric, par: &Threads) -> Res<Vec<u32>> {
+    let n = x.rows();
+    let kk = k + 1;
+    let mut norms = vec![0.0; n];
+    ember_core::knn::row_norms(x, metric, &mut norms).map_err(|e| e.to_string())?;
+    let mut scratch = vec![0.0; ember_core::knn::query_prepared_scratch_len(n)];
+    let (mut idx, mut dist) = (vec![0u32; n * kk], vec![0.0; n * kk]);
+    ember_core::knn::exact_knn_query_prepared(
+        x,
+        &norms,
+        x,
+        kk,
+        metric,
+        par,
+        &mut ember_core::Silent,
+        &mut scratch,
+        &mut idx,
+        &mut dist,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(n * k);
+    for (i, row) in idx.chunks_exact(kk).enumerate() {
+        let own = row.iter().position(|&j| j as usize == i).unwrap_or(k);
+        out.extend(
+            row.iter()
+                .enumerate()
+                .filter(|&(c, _)| c != own)
+                .map(|(_, &j)| j),
+        );
+    }
+    Ok(out)
 }
 
 fn run_transform(a: TransformArgs) -> Res<()> {
