@@ -53,9 +53,15 @@ pub fn search_scratch(
     }
 }
 
-/// Candidates per point the projected search keeps for `k` neighbours when `pool` is 0.
+/// Candidates per point the projected search keeps for `k` neighbours when `pool` is 0:
+/// 2k for small k, 1.5k (at least 60) above 30. Measured on MNIST-70k (session 12): at
+/// UMAP's k = 14 a pool of 1.5k drops recall@14 from 0.955 to 0.905; at t-SNE's k = 90 it
+/// drops recall@90 from 0.938 to 0.914, but the map's recall@10 and 10-NN accuracy stay
+/// within the seed-to-seed spread (0.3568 / 0.9720 and 0.3575 / 0.9716 against
+/// 0.3575 / 0.9711 and 0.3573 / 0.9714), since the far neighbours carry little of P, and the
+/// search takes about 2 s less on two threads.
 pub fn default_pool(k: usize) -> usize {
-    2 * k
+    if k <= 30 { 2 * k } else { (3 * k / 2).max(60) }
 }
 
 fn pool_size(n: usize, k: usize, nnd: &NnDescentParams) -> usize {
@@ -73,7 +79,7 @@ fn pool_size(n: usize, k: usize, nnd: &NnDescentParams) -> usize {
 const SUBSPACE_ROWS: usize = 16_384;
 
 /// The candidates' distances, then (dead once NN-descent ends) the `k` neighbours' indices and
-/// distances: with the default pool of 2k candidates, exactly the same bytes.
+/// distances: with a pool of 2k candidates exactly the same bytes, with fewer the lists'.
 fn candidate_region(n: usize, k: usize, pool: usize) -> ScratchSize {
     let lists = ScratchSize::new().plus::<u32>(n * k).plus::<f32>(n * k);
     ScratchSize::new().plus::<f32>(n * pool).max(lists)
