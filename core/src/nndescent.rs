@@ -12,7 +12,7 @@ use crate::error::{Error, Result, ensure, ensure_len};
 use crate::knn::Metric;
 use crate::matrix::MatRef;
 use crate::observer::{Control, Observer, Progress, Stage};
-use crate::parallel::{Parallel, SharedMut, chunk_count, for_row_chunks};
+use crate::parallel::{Parallel, SharedMut, chunk_count, for_row_chunks, for_row_chunks2};
 use crate::rng::Rng;
 use crate::scratch::{Scratch, ScratchSize};
 use crate::simd;
@@ -84,6 +84,8 @@ impl Projection {
 
 /// Points per parallel task in the local join.
 const TASK_ROWS: usize = 128;
+/// Rows per task of the final sort.
+const SORT_ROWS: usize = 1024;
 /// Points per wave of the local join.
 const WAVE: usize = 1024;
 /// Parallel tasks of one wave.
@@ -739,9 +741,11 @@ fn descend<S: Rows>(
             }
         }
     }
-    for i in 0..n {
-        crate::knn::heap_sort(&mut dist[i * k..(i + 1) * k], &mut idx[i * k..(i + 1) * k]);
-    }
+    for_row_chunks2(par, n, SORT_ROWS, dist, k, idx, k, &|_, _, rows, d, ix| {
+        for r in 0..rows {
+            crate::knn::heap_sort(&mut d[r * k..(r + 1) * k], &mut ix[r * k..(r + 1) * k]);
+        }
+    });
     Ok(())
 }
 
