@@ -133,4 +133,23 @@ mod tests {
             assert!(r.below(7) < 7);
         }
     }
+
+    /// Keyed draws: in range, a function of the key alone, and uniform over consecutive keys
+    /// (as the reservoir sampling uses them): each of 10 bins within 5 % of its share.
+    #[test]
+    fn keyed_draws_are_uniform_and_repeatable() {
+        let base = Rng::new(3).next_key();
+        let mut bins = [0usize; 10];
+        let n = 200_000;
+        for s in 0..n as u64 {
+            let v = keyed_below(base.wrapping_add(s), 10);
+            assert_eq!(v, keyed_below(base.wrapping_add(s), 10));
+            bins[v] += 1;
+        }
+        for (b, &c) in bins.iter().enumerate() {
+            let share = c as f64 / (n / 10) as f64;
+            assert!((share - 1.0).abs() < 0.05, "bin {b}: {c} of {n}");
+        }
+        assert!((0..1000u64).all(|s| keyed_below(s, 1) == 0));
+    }
 }
