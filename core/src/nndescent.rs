@@ -97,51 +97,23 @@ const MAX_APPLY_PARTS: usize = 16;
 /// The rows are split into one range per thread; every range scans all updates and applies
 /// those for its rows, so each heap sees its updates in the same order however the rows are
 /// split. Returns how many heaps changed.
-fn apply_updates(
-    par: &dyn Parallel,
-    segs: &[&[Update]],
-    idx: &mut [u32],
-    dist: &mut [f32],
-    flags: &mut [u8],
-    lens: &mut [u32],
-    worst: &mut [f32],
-    k: usize,
-) -> usize {
-    let n = lens.len();
+fn apply_updates(par: &dyn Parallel, segs: &[&[Update]], heaps: &SharedHeaps) -> usize {
+    let n = heaps.rows;
     let parts = par.threads().clamp(1, MAX_APPLY_PARTS);
     let part = n.div_ceil(parts).max(1);
     let changed = core::sync::atomic::AtomicUsize::new(0);
-    let (si, sd, sf, sl, sw) = (
-        SharedMut::new(idx),
-        SharedMut::new(dist),
-        SharedMut::new(flags),
-        SharedMut::new(lens),
-        SharedMut::new(worst),
-    );
     par.run(parts, &|t| {
-        let (lo, hi) = ((t * part).min(n), ((t + 1) * part).min(n));
-        if lo == hi {
-            return;
-        }
-        // SAFETY: part t alone touches rows lo..hi of every heap array.
-        let (ix, dv, fl, ln, wo) = unsafe {
-            (
-                si.range(lo * k, hi * k),
-                sd.range(lo * k, hi * k),
-                sf.range(lo * k, hi * k),
-                sl.range(lo, hi),
-                sw.range(lo, hi),
-            )
-        };
+        let rows = (t * part).min(n)..((t + 1) * part).min(n);
         let mut count = 0;
         for seg in segs {
             for u in seg.iter() {
                 let (a, b, d) = (u.a as usize, u.b as usize, u.d.abs());
-                if (lo..hi).contains(&a) {
-                    count += row_heap(ix, dv, fl, ln, wo, k, a - lo).push(d, u.b) as usize;
+                // SAFETY: part t alone touches the heaps of its rows.
+                if rows.contains(&a) {
+                    count += unsafe { heaps.heap(a) }.push(d, u.b) as usize;
                 }
-                if u.both() && (lo..hi).contains(&b) {
-                    count += row_heap(ix, dv, fl, ln, wo, k, b - lo).push(d, u.a) as usize;
+                if u.both() && rows.contains(&b) {
+                    count += unsafe { heaps.heap(b) }.push(d, u.a) as usize;
                 }
             }
         }
@@ -714,7 +686,8 @@ fn descend<S: Rows>(
                 let base = t * TASK_ROWS * ppp;
                 let _ = segs.push(&updates[base..base + chunk_updates[t] as usize]);
             }
-            changed += apply_updates(par, &segs, idx, dist, flags, lens, worst, k);
+            let heaps = SharedHeaps::new(idx, dist, flags, lens, worst, k);
+            changed += apply_updates(par, &segs, &heaps);
         }
         let p = Progress {
             stage: Stage::Knn,
@@ -733,11 +706,11 @@ fn descend<S: Rows>(
     // Rows that never filled (tiny or degenerate data) are completed by brute force.
     for i in 0..n {
         if (lens[i] as usize) < k {
-            for j in 0..n {
-                if j != i {
-                    let dv = space.dist(i, j);
-                    row_heap(idx, dist, flags, lens, worst, k, i).push(dv, j as u32);
-                }
+            let heaps = SharedHeaps::new(idx, dist, flags, lens, worst, k);
+            // SAFETY: one row at a time, on this thread alone.
+            let mut h = unsafe { heaps.heap(i) };
+            for j in (0..n).filter(|&j| j != i) {
+                h.push(space.dist(i, j), j as u32);
             }
         }
     }
@@ -749,24 +722,6 @@ fn descend<S: Rows>(
     Ok(())
 }
 
-fn row_heap<'a>(
-    idx: &'a mut [u32],
-    dist: &'a mut [f32],
-    flags: &'a mut [u8],
-    lens: &'a mut [u32],
-    worst: &'a mut [f32],
-    k: usize,
-    i: usize,
-) -> Heap<'a> {
-    Heap {
-        d: &mut dist[i * k..(i + 1) * k],
-        ix: &mut idx[i * k..(i + 1) * k],
-        fl: &mut flags[i * k..(i + 1) * k],
-        len: &mut lens[i],
-        worst: &mut worst[i],
-    }
-}
-
 /// The heap arrays shared by tasks that each own a disjoint set of rows.
 struct SharedHeaps<'a> {
     idx: SharedMut<'a, u32>,
@@ -775,6 +730,7 @@ struct SharedHeaps<'a> {
     lens: SharedMut<'a, u32>,
     worst: SharedMut<'a, f32>,
     k: usize,
+    rows: usize,
 }
 
 impl<'a> SharedHeaps<'a> {
@@ -787,6 +743,7 @@ impl<'a> SharedHeaps<'a> {
         k: usize,
     ) -> Self {
         SharedHeaps {
+            rows: lens.len(),
             idx: SharedMut::new(idx),
             dist: SharedMut::new(dist),
             flags: SharedMut::new(flags),
