@@ -821,7 +821,7 @@ fn build_candidates(
     let parts = par.threads().clamp(1, MAX_APPLY_PARTS);
     let part = n.div_ceil(parts).max(1);
     let flags_r = &*flags;
-    let (sc, sn, ss) = (
+    let (all_ids, all_counts, all_seen) = (
         SharedMut::new(&mut *cands),
         SharedMut::new(&mut *counts),
         SharedMut::new(&mut *seen),
@@ -835,14 +835,14 @@ fn build_candidates(
         let lists = unsafe {
             [
                 (
-                    sc.range(lo * mc, hi * mc),
-                    sn.range(lo, hi),
-                    ss.range(lo, hi),
+                    all_ids.range(lo * mc, hi * mc),
+                    all_counts.range(lo, hi),
+                    all_seen.range(lo, hi),
                 ),
                 (
-                    sc.range((n + lo) * mc, (n + hi) * mc),
-                    sn.range(n + lo, n + hi),
-                    ss.range(n + lo, n + hi),
+                    all_ids.range((n + lo) * mc, (n + hi) * mc),
+                    all_counts.range(n + lo, n + hi),
+                    all_seen.range(n + lo, n + hi),
                 ),
             ]
         };
@@ -852,13 +852,13 @@ fn build_candidates(
             l.2.fill(0);
         }
         let mut add = |list: usize, i: usize, j: u32| {
-            let (c, cnt, sn) = if list == 0 { &mut new } else { &mut old };
+            let (ids, count, seen) = if list == 0 { &mut new } else { &mut old };
             let r = i - lo;
-            let s = sn[r] as usize;
-            sn[r] += 1;
+            let s = seen[r] as usize;
+            seen[r] += 1;
             if s < mc {
-                c[r * mc + s] = j;
-                cnt[r] += 1;
+                ids[r * mc + s] = j;
+                count[r] += 1;
             } else {
                 let slot = (list * n + i) as u64;
                 let draw = key
@@ -866,7 +866,7 @@ fn build_candidates(
                     .wrapping_add(s as u64);
                 let pick = crate::rng::keyed_below(draw, s + 1);
                 if pick < mc {
-                    c[r * mc + pick] = j;
+                    ids[r * mc + pick] = j;
                 }
             }
         };
