@@ -636,7 +636,7 @@ fn descend<S: Rows>(
     let ppp = pairs_per_point(mc);
     let wave = wave_points(n);
     for round in 0..params.max_rounds {
-        let key = rng.next_key();
+        let key = rand_core::RngCore::next_u64(&mut rng);
         build_candidates(par, idx, flags, lens, k, mc, cands, counts, seen, key);
         let (newc, oldc) = cands.split_at(n * mc);
         let (ncount, ocount) = counts.split_at(n);

@@ -25,12 +25,6 @@ pub fn keyed_below(key: u64, n: usize) -> usize {
 }
 
 impl Rng {
-    /// A 64-bit value from the stream.
-    #[inline]
-    pub fn next_key(&mut self) -> u64 {
-        self.step()
-    }
-
     pub fn new(seed: u64) -> Self {
         let mut st = seed;
         let s = [
@@ -138,7 +132,7 @@ mod tests {
     /// (as the reservoir sampling uses them): each of 10 bins within 5 % of its share.
     #[test]
     fn keyed_draws_are_uniform_and_repeatable() {
-        let base = Rng::new(3).next_key();
+        let base = Rng::new(3).next_u64();
         let mut bins = [0usize; 10];
         let n = 200_000;
         for s in 0..n as u64 {
