@@ -580,7 +580,7 @@ fn run_tsne(a: TsneArgs) -> Res<()> {
         &src,
     )?;
     let mut y = vec![0.0f32; data.rows * params.dims];
-    let mut obs = progress::Reporter::new(a.quiet);
+    let mut obs = progress::Reporter::new(a.quiet, "KL");
     let t0 = std::time::Instant::now();
     let summary = ember_core::tsne::tsne(x, &params, &par, &mut obs, &mut scratch, &mut y)
         .map_err(|e| format!("{src}: {e}"))?;
@@ -708,7 +708,7 @@ fn run_umap(a: UmapArgs) -> Res<()> {
         src,
     )?;
     let mut y = vec![0.0f32; n * params.dims];
-    let mut obs = progress::Reporter::new(c.quiet);
+    let mut obs = progress::Reporter::new(c.quiet, "loss");
     let t0 = std::time::Instant::now();
     let summary = ember_core::umap::umap(x, &params, &par, &mut obs, &mut scratch, &mut y)
         .map_err(|e| format!("{src}: {e}"))?;
@@ -838,7 +838,7 @@ fn run_ne(a: NeArgs) -> Res<()> {
     let per = n * params.dims;
     let mut ys = vec![0.0f32; per * s_values.len()];
     let mut summaries = vec![SgdSummary::default(); s_values.len()];
-    let mut obs = progress::Reporter::new(c.quiet);
+    let mut obs = progress::Reporter::new(c.quiet, "loss");
     let t0 = std::time::Instant::now();
     let init = ember_core::ne::ne_spectrum(
         x,
@@ -994,7 +994,7 @@ fn run_icon(a: IconArgs) -> Res<()> {
     let x = loaded.matrix()?;
     let mut scratch = scratch_for(icon_scratch(n, data.cols, &params).bytes(), src)?;
     let mut y = vec![0.0f32; n * params.dims];
-    let mut obs = progress::Reporter::new(a.quiet);
+    let mut obs = progress::Reporter::new(a.quiet, "KL");
     let t0 = std::time::Instant::now();
     let loss = icon_embed(
         x,
@@ -1159,7 +1159,7 @@ fn run_transform(a: TransformArgs) -> Res<()> {
     };
     let par = Threads::new(a.threads);
     let mut y = vec![0.0f32; data.rows * h.dims];
-    let mut obs = progress::Reporter::new(a.quiet);
+    let mut obs = progress::Reporter::new(a.quiet, "loss");
     let t0 = std::time::Instant::now();
     model
         .transform(x, &opts, &par, &mut obs, &mut y)

@@ -12,11 +12,12 @@ pub struct Reporter {
     tty: bool,
     bar: Option<ProgressBar>,
     stage: Option<Stage>,
-    last_kl: Option<f64>,
+    /// What the reported loss is called: "KL" for t-SNE and I-Con, "loss" otherwise.
+    loss_name: &'static str,
 }
 
 impl Reporter {
-    pub fn new(quiet: bool) -> Self {
+    pub fn new(quiet: bool, loss_name: &'static str) -> Self {
         Reporter {
             timings: Vec::new(),
             started: std::time::Instant::now(),
@@ -24,7 +25,7 @@ impl Reporter {
             tty: std::io::stderr().is_terminal(),
             bar: None,
             stage: None,
-            last_kl: None,
+            loss_name,
         }
     }
 
@@ -86,12 +87,12 @@ impl Observer for Reporter {
         if self.quiet {
             return Control::Continue;
         }
-        if let Some(kl) = p.loss {
-            self.last_kl = Some(kl);
+        if let Some(loss) = p.loss {
+            let name = self.loss_name;
             if let Some(b) = &self.bar {
-                b.set_message(format!("KL {kl:.4}"));
+                b.set_message(format!("{name} {loss:.4}"));
             } else {
-                eprintln!("  iteration {:>4}/{}  KL {kl:.4}", p.done, p.total);
+                eprintln!("  iteration {:>4}/{}  {name} {loss:.4}", p.done, p.total);
             }
         }
         if let Some(b) = &self.bar {

@@ -25,7 +25,7 @@
 
 use crate::affinity::CsrRef;
 use crate::error::{Error, Result, ensure, ensure_len};
-use crate::fastmath::{pow_positive, pow_positive_x8};
+use crate::fastmath::{log2_fast_x8, pow_positive, pow_positive_x8};
 use crate::observer::{Control, Observer, Progress, Stage, enter};
 use crate::parallel::{Parallel, SharedMut, chunk_count};
 use crate::rng::Rng;
@@ -144,14 +144,24 @@ pub(crate) fn negative(k: Kernel, d2: f32, want_loss: bool) -> (f32, f32, f32) {
 
 /// UMAP's coefficients for one sample, eight terms at a time: each negative's
 /// (`negative(Umap { a, b }, d2, false).0`) into `coef_neg`, and the positive's
-/// (`positive(…).0`, returned), whose power rides in the lane after the last negative. The
-/// same operations lane by lane as the scalar functions, so the same bits (tested).
+/// (`positive(…).0`, returned first), whose power rides in the lane after the last negative.
+/// The same operations lane by lane as the scalar functions, so the same bits (tested). With
+/// `want_loss` the sample's loss is returned too, its logarithms by `log2_fast` (the scalar
+/// functions use libm's; within 1e-5, tested), so that epochs which report a loss cost
+/// about as much as the others.
 #[inline(always)]
-fn umap_coefs(a: f32, b: f32, d2_pos: f32, d2_neg: &[f32], coef_neg: &mut [f32]) -> f32 {
+fn umap_coefs(
+    a: f32,
+    b: f32,
+    d2_pos: f32,
+    d2_neg: &[f32],
+    coef_neg: &mut [f32],
+    want_loss: bool,
+) -> (f32, f32) {
     use wide::f32x8;
     let (va, vb, one) = (f32x8::splat(a), f32x8::splat(b), f32x8::ONE);
     let used = d2_neg.len();
-    let mut coef_pos = 0.0;
+    let (mut coef_pos, mut loss) = (0.0, 0.0);
     for start in (0..=used).step_by(8) {
         // Lanes past the positive hold 1 and are not read back.
         let lanes: [f32; 8] = core::array::from_fn(|l| match start + l {
@@ -167,18 +177,40 @@ fn umap_coefs(a: f32, b: f32, d2_pos: f32, d2_neg: &[f32], coef_neg: &mut [f32])
         let c = (-vb * w / (f32x8::splat(UMAP_EPS) + x)).to_array();
         let take = used.saturating_sub(start).min(8);
         coef_neg[start..start + take].copy_from_slice(&c[..take]);
-        if used - start < 8 && d2_pos > 0.0 {
-            let l = used - start;
+        let pos_lane = (used - start < 8).then_some(used - start);
+        if let Some(l) = pos_lane
+            && d2_pos > 0.0
+        {
             coef_pos = a * b * (d2b.to_array()[l] / d2_pos) * w.to_array()[l];
         }
+        if want_loss {
+            // −ln w for the positive, −ln(1 − w) = −ln(a·d^2b·w) for each negative.
+            let neg_arg = (va * d2b * w).to_array();
+            let w = w.to_array();
+            let arg: [f32; 8] = core::array::from_fn(|l| {
+                let t = if Some(l) == pos_lane { w[l] } else { neg_arg[l] };
+                t.max(CLAMP_LOW)
+            });
+            let nl = (-f32x8::splat(core::f32::consts::LN_2) * log2_fast_x8(f32x8::from(arg)))
+                .to_array();
+            loss += nl[..take].iter().sum::<f32>();
+            if let Some(l) = pos_lane
+                && d2_pos > 0.0
+            {
+                loss += nl[l];
+            }
+        }
     }
-    coef_pos
+    (coef_pos, loss)
 }
 
-/// `negative(Neg { c }, d2, false).0` for every distance, eight at a time (same bits).
-fn neg_negative_coefs(c: f32, d2: &[f32], coef: &mut [f32]) {
+/// `negative(Neg { c }, d2, false).0` for every distance, eight at a time (same bits); with
+/// `want_loss`, returns the negatives' loss, logarithms by `log2_fast` (within 1e-5 of the
+/// scalar function's, tested).
+fn neg_negative_coefs(c: f32, d2: &[f32], coef: &mut [f32], want_loss: bool) -> f32 {
     use wide::f32x8;
     let (vc, one) = (f32x8::splat(c), f32x8::ONE);
+    let mut loss = 0.0;
     for (dc, cc) in d2.chunks(8).zip(coef.chunks_mut(8)) {
         let mut lanes = [0.0f32; 8];
         lanes[..dc.len()].copy_from_slice(dc);
@@ -189,7 +221,13 @@ fn neg_negative_coefs(c: f32, d2: &[f32], coef: &mut [f32]) {
         let keep = one_minus.simd_ge(f32x8::splat(CLAMP_LOW));
         let v = keep.select(-phi * xi, f32x8::ZERO).to_array();
         cc.copy_from_slice(&v[..dc.len()]);
+        if want_loss {
+            let arg = one_minus.fast_max(f32x8::splat(CLAMP_LOW));
+            let nl = (-f32x8::splat(core::f32::consts::LN_2) * log2_fast_x8(arg)).to_array();
+            loss += nl[..dc.len()].iter().sum::<f32>();
+        }
     }
+    loss
 }
 
 /// InfoNC-t-SNE: coefficients of the positive and of each negative (into `coef_neg`) and
@@ -360,6 +398,8 @@ struct EpochInput<'a> {
     negatives: usize,
     seed: u64,
     repulsion_weight: f32,
+    /// NCE: the epoch needs each sample's ∂loss/∂log c (the scalar path).
+    learns_z: bool,
 }
 
 /// SGD on the symmetric weighted `graph` from the embedding in `y` (`n × dims`).
@@ -438,6 +478,7 @@ pub fn optimize(
             negatives: params.negatives,
             seed: params.seed,
             repulsion_weight: params.repulsion_weight,
+            learns_z: matches!(loss, Loss::Nce { .. }),
         };
         let tasks = chunk_count(n, TASK_ROWS);
         {
@@ -558,13 +599,17 @@ fn epoch_rows<const D: usize>(
                         info_nce_terms(inv_iota, d2_pos, &d2_neg[..used], &mut coef_neg[..used]);
                     (c, if want_loss { l } else { 0.0 }, 0.0)
                 }
-                Kernel::Neg { c } if !want_loss => {
-                    neg_negative_coefs(c, &d2_neg[..used], &mut coef_neg[..used]);
-                    (positive(k, d2_pos, false).0, 0.0, 0.0)
+                // NEG's ∂/∂log c is needed only by NCE, which takes the scalar path.
+                Kernel::Neg { c } if !input.learns_z => {
+                    let ln =
+                        neg_negative_coefs(c, &d2_neg[..used], &mut coef_neg[..used], want_loss);
+                    let (cp, lp, _) = positive(k, d2_pos, want_loss);
+                    (cp, lp + ln, 0.0)
                 }
-                Kernel::Umap { a, b } if !want_loss => {
-                    let cp = umap_coefs(a, b, d2_pos, &d2_neg[..used], &mut coef_neg[..used]);
-                    (cp, 0.0, 0.0)
+                Kernel::Umap { a, b } => {
+                    let (cp, l) =
+                        umap_coefs(a, b, d2_pos, &d2_neg[..used], &mut coef_neg[..used], want_loss);
+                    (cp, l, 0.0)
                 }
                 _ => {
                     let (cp, mut loss, mut dz) = positive(k, d2_pos, want_loss);
@@ -1059,7 +1104,7 @@ mod tests {
         for used in 0..=20 {
             for &pos in &d2[..40] {
                 let neg = &d2[40..40 + used];
-                let cp = umap_coefs(1.577, 0.895, pos, neg, &mut got[..used]);
+                let (cp, _) = umap_coefs(1.577, 0.895, pos, neg, &mut got[..used], false);
                 assert_eq!(
                     cp.to_bits(),
                     positive(umap, pos, false).0.to_bits(),
@@ -1068,19 +1113,36 @@ mod tests {
                 for (g, &d) in got[..used].iter().zip(neg) {
                     assert_eq!(g.to_bits(), negative(umap, d, false).0.to_bits(), "d2 {d}");
                 }
+                // With the loss: the same coefficients, and the loss of the scalar functions
+                // (libm's logarithm there, `log2_fast` here).
+                let mut with_loss = vec![0.0f32; used];
+                let (cp2, loss) = umap_coefs(1.577, 0.895, pos, neg, &mut with_loss, true);
+                assert_eq!(cp2.to_bits(), cp.to_bits());
+                assert_eq!(with_loss, got[..used]);
+                let want = positive(umap, pos, true).1
+                    + neg.iter().map(|&d| negative(umap, d, true).1).sum::<f32>();
+                assert!(
+                    (loss - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "loss {loss} vs {want}"
+                );
             }
         }
-        let cp = umap_coefs(1.577, 0.895, 2.0, &d2, &mut got);
+        let (cp, _) = umap_coefs(1.577, 0.895, 2.0, &d2, &mut got, false);
         assert_eq!(cp.to_bits(), positive(umap, 2.0, false).0.to_bits());
         for (g, &d) in got.iter().zip(&d2) {
             assert_eq!(g.to_bits(), negative(umap, d, false).0.to_bits(), "d2 {d}");
         }
         for c in [1e-9f32, 1e-3, 0.5, 30.0] {
-            neg_negative_coefs(c, &d2, &mut got);
+            let loss = neg_negative_coefs(c, &d2, &mut got, true);
             for (g, &d) in got.iter().zip(&d2) {
                 let want = negative(Kernel::Neg { c }, d, false).0;
                 assert_eq!(g.to_bits(), want.to_bits(), "c {c} d2 {d}");
             }
+            let want: f32 = d2.iter().map(|&d| negative(Kernel::Neg { c }, d, true).1).sum();
+            assert!(
+                (loss - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                "c {c}: loss {loss} vs {want}"
+            );
         }
     }
 
