@@ -186,7 +186,40 @@ pub fn parse_npy(bytes: &[u8], name: &str) -> Res<Matrix> {
     let trunc = |e: std::io::Error| {
         format!("{name}: truncated or malformed .npy data ({rows} × {cols} {ty} expected): {e}")
     };
-    let values: Vec<f32> = match &ty[1..] {
+    // The common layouts straight from the bytes (the generic reader goes value by value).
+    let raw = data_start.and_then(|d| bytes.get(d..d + declared?));
+    let values: Vec<f32> = match (ty.as_str(), raw) {
+        ("|u1", Some(raw)) => raw.iter().map(|&b| f32::from(b)).collect(),
+        ("<f4", Some(raw)) => raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        _ => parse_npy_values(npy, &ty, name, trunc)?,
+    };
+    if values.len() != rows * cols {
+        return Err(format!(
+            "{name}: truncated .npy data: expected {} values, found {}",
+            rows * cols,
+            values.len()
+        ));
+    }
+    // (With no rows there is nothing to reorder; a declared (0, 2^62) must not loop 2^62 times.)
+    let values = if fortran && cols > 1 && rows > 0 {
+        transpose(&values, cols, rows)
+    } else {
+        values
+    };
+    Ok(Matrix { values, rows, cols })
+}
+
+/// Any supported dtype and byte order, value by value through `npyz`.
+fn parse_npy_values(
+    npy: npyz::NpyFile<&[u8]>,
+    ty: &str,
+    name: &str,
+    trunc: impl Fn(std::io::Error) -> String + Copy,
+) -> Res<Vec<f32>> {
+    Ok(match &ty[1..] {
         "f4" => npy.into_vec::<f32>().map_err(trunc)?,
         "f8" => npy
             .into_vec::<f64>()
@@ -235,21 +268,7 @@ pub fn parse_npy(bytes: &[u8], name: &str) -> Res<Matrix> {
                 "{name}: unsupported .npy dtype '{ty}' (use f32, f64, u8 or integers)"
             ));
         }
-    };
-    if values.len() != rows * cols {
-        return Err(format!(
-            "{name}: truncated .npy data: expected {} values, found {}",
-            rows * cols,
-            values.len()
-        ));
-    }
-    // (With no rows there is nothing to reorder; a declared (0, 2^62) must not loop 2^62 times.)
-    let values = if fortran && cols > 1 && rows > 0 {
-        transpose(&values, cols, rows)
-    } else {
-        values
-    };
-    Ok(Matrix { values, rows, cols })
+    })
 }
 
 /// Column-major (rows × cols) to row-major: the input is `cols` runs of `rows` values.
@@ -590,6 +609,84 @@ mod tests {
     /// A Fortran-order header of shape (0, 2^62) needs no bytes, so it passes the size check;
     /// it must not cost a pass over 2^62 columns (suspected, not shown, in the npy fuzzing
     /// stall that ROBUSTNESS.md reports).
+    fn npy_bytes(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
+        let order = if fortran { "True" } else { "False" };
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend((header.len() as u16).to_le_bytes());
+        b.extend(header.as_bytes());
+        b.extend(data);
+        b
+    }
+
+    /// The direct paths (u8, little-endian f32) and the value-by-value reader (big-endian
+    /// f32, f64, u16, Fortran order) give the same matrix.
+    #[test]
+    fn every_layout_reads_to_the_same_values() {
+        let v: Vec<u8> = (0..12).map(|i| (i * 21) as u8).collect();
+        let want: Vec<f32> = v.iter().map(|&b| f32::from(b)).collect();
+        let fortran: Vec<usize> = (0..4)
+            .flat_map(|c| (0..3).map(move |r| r * 4 + c))
+            .collect();
+        let cases = [
+            npy_bytes("|u1", false, "(3, 4)", &v),
+            npy_bytes(
+                "|u1",
+                true,
+                "(3, 4)",
+                &fortran.iter().map(|&i| v[i]).collect::<Vec<_>>(),
+            ),
+            npy_bytes(
+                "<f4",
+                false,
+                "(3, 4)",
+                &want
+                    .iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect::<Vec<_>>(),
+            ),
+            npy_bytes(
+                ">f4",
+                false,
+                "(3, 4)",
+                &want
+                    .iter()
+                    .flat_map(|x| x.to_be_bytes())
+                    .collect::<Vec<_>>(),
+            ),
+            npy_bytes(
+                "<f8",
+                false,
+                "(3, 4)",
+                &want
+                    .iter()
+                    .flat_map(|&x| f64::from(x).to_le_bytes())
+                    .collect::<Vec<_>>(),
+            ),
+            npy_bytes(
+                "<u2",
+                false,
+                "(3, 4)",
+                &v.iter()
+                    .flat_map(|&x| u16::from(x).to_le_bytes())
+                    .collect::<Vec<_>>(),
+            ),
+        ];
+        for (i, b) in cases.iter().enumerate() {
+            let m = parse_npy(b, "x").unwrap();
+            assert_eq!((m.rows, m.cols), (3, 4), "case {i}");
+            assert_eq!(m.values, want, "case {i}");
+        }
+        // One byte short is refused on the direct path too.
+        let short = npy_bytes("<f4", false, "(3, 4)", &[0u8; 47]);
+        assert!(parse_npy(&short, "x").err().unwrap().contains("truncated"));
+    }
+
     #[test]
     fn an_empty_fortran_array_with_huge_columns_returns_at_once() {
         let mut header =
