@@ -188,7 +188,11 @@ fn umap_coefs(
             let neg_arg = (va * d2b * w).to_array();
             let w = w.to_array();
             let arg: [f32; 8] = core::array::from_fn(|l| {
-                let t = if Some(l) == pos_lane { w[l] } else { neg_arg[l] };
+                let t = if Some(l) == pos_lane {
+                    w[l]
+                } else {
+                    neg_arg[l]
+                };
                 t.max(CLAMP_LOW)
             });
             let nl = (-f32x8::splat(core::f32::consts::LN_2) * log2_fast_x8(f32x8::from(arg)))
@@ -607,8 +611,14 @@ fn epoch_rows<const D: usize>(
                     (cp, lp + ln, 0.0)
                 }
                 Kernel::Umap { a, b } => {
-                    let (cp, l) =
-                        umap_coefs(a, b, d2_pos, &d2_neg[..used], &mut coef_neg[..used], want_loss);
+                    let (cp, l) = umap_coefs(
+                        a,
+                        b,
+                        d2_pos,
+                        &d2_neg[..used],
+                        &mut coef_neg[..used],
+                        want_loss,
+                    );
                     (cp, l, 0.0)
                 }
                 _ => {
@@ -1138,7 +1148,10 @@ mod tests {
                 let want = negative(Kernel::Neg { c }, d, false).0;
                 assert_eq!(g.to_bits(), want.to_bits(), "c {c} d2 {d}");
             }
-            let want: f32 = d2.iter().map(|&d| negative(Kernel::Neg { c }, d, true).1).sum();
+            let want: f32 = d2
+                .iter()
+                .map(|&d| negative(Kernel::Neg { c }, d, true).1)
+                .sum();
             assert!(
                 (loss - want).abs() <= 1e-5 * (1.0 + want.abs()),
                 "c {c}: loss {loss} vs {want}"

@@ -54,14 +54,32 @@ pub fn search_scratch(
 }
 
 /// Candidates per point the projected search keeps for `k` neighbours when `pool` is 0:
-/// 2k for small k, 1.5k (at least 60) above 30. Measured on MNIST-70k (session 12): at
-/// UMAP's k = 14 a pool of 1.5k drops recall@14 from 0.955 to 0.905; at t-SNE's k = 90 it
-/// drops recall@90 from 0.938 to 0.914, but the map's recall@10 and 10-NN accuracy stay
-/// within the seed-to-seed spread (0.3568 / 0.9720 and 0.3575 / 0.9716 against
-/// 0.3575 / 0.9711 and 0.3573 / 0.9714), since the far neighbours carry little of P, and the
-/// search takes about 2 s less on two threads.
+/// 2k + 4 up to k = 30, 1.5k (at least 64) above. Measured on MNIST-70k, two threads
+/// (`knn_tune`): at UMAP's k = 14 a pool of 32 searched with 16 candidates per round
+/// (`projected_params`) reaches recall@14 0.965 in 2.5–2.8 s, against 0.955 in 3.1–3.3 s
+/// for a pool of 28 with 20, and a pool of 21 drops it to 0.905; at k = 10 a pool of 24 with
+/// 12 gives 0.953 in 1.75 s against 0.948 in 2.1 s for 20 with 20. At t-SNE's k = 90 a pool
+/// of 1.5k drops recall@90 from 0.938 (2k) to 0.914, but the map's recall@10 and 10-NN
+/// accuracy stay within the seed-to-seed spread (0.3568 / 0.9720 and 0.3575 / 0.9716
+/// against 0.3575 / 0.9711 and 0.3573 / 0.9714), since the far neighbours carry little of
+/// P, and the search takes about 2 s less on two threads.
 pub fn default_pool(k: usize) -> usize {
-    if k <= 30 { 2 * k } else { (3 * k / 2).max(60) }
+    if k <= 30 {
+        2 * k + 4
+    } else {
+        (3 * k / 2).max(64)
+    }
+}
+
+/// The NN-descent settings of the projected search: new (and old) candidates per point and
+/// round at most half the pool. The local join costs about the square of that number, and
+/// for small pools a larger list searched with fewer candidates finds more of the true
+/// neighbours sooner (see `default_pool`).
+fn projected_params(pool: usize, nnd: &NnDescentParams) -> NnDescentParams {
+    NnDescentParams {
+        max_candidates: nnd.max_candidates.min(pool / 2).max(1),
+        ..*nnd
+    }
 }
 
 fn pool_size(n: usize, k: usize, nnd: &NnDescentParams) -> usize {
@@ -99,9 +117,18 @@ fn projected_scratch(n: usize, d: usize, k: usize, r: usize, nnd: &NnDescentPara
             project::subspace_scratch(n, d, r, SUBSPACE_ROWS)
                 // The f32 projected rows, and beside them the search if they cannot be
                 // quantised (the quantised search needs no more).
-                .max(ScratchSize::new().plus::<f32>(n * r).plus::<u8>(
-                    nndescent::nn_descent_scratch(n, r, pool, Metric::SqEuclidean, nnd).bytes(),
-                ))
+                .max(
+                    ScratchSize::new().plus::<f32>(n * r).plus::<u8>(
+                        nndescent::nn_descent_scratch(
+                            n,
+                            r,
+                            pool,
+                            Metric::SqEuclidean,
+                            &projected_params(pool, nnd),
+                        )
+                        .bytes(),
+                    ),
+                )
                 .max(ScratchSize::new().plus::<u8>(n * d)) // 8-bit copy for the ranking
                 .bytes(),
         )
@@ -135,6 +162,7 @@ fn projected_search<'a>(
     let order = st.take::<u32>(n, "visiting order")?;
     let place = st.take::<u32>(n, "visiting places")?;
     let rest = st.into_rest();
+    let nnd = &projected_params(pool, nnd);
     project::dominant_subspace(x, r, SUBSPACE_ROWS, nnd.seed, par, rest, basis)?;
     // The f32 projection lives in the free scratch: once quantised it is not needed.
     let mut zs = Scratch::new(rest);

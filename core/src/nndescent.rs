@@ -26,7 +26,8 @@ pub struct NnDescentParams {
     pub trees: usize,
     /// Largest leaf of a tree (0 = max(k, 16)).
     pub leaf_size: usize,
-    /// Largest number of new (and of old) candidates per point and round.
+    /// Largest number of new (and of old) candidates per point and round (the projected
+    /// search takes at most half its pool; `neighbours::default_pool`).
     pub max_candidates: usize,
     pub max_rounds: usize,
     /// Stop when a round changes fewer than delta · N · k heap entries.
