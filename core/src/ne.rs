@@ -416,6 +416,39 @@ pub fn optimize(
     scratch: &mut [u8],
     y: &mut [f32],
 ) -> Result<SgdSummary> {
+    optimize_with(graph, params, Early::Run, par, obs, scratch, y)
+}
+
+/// The state of a run at the end of its early phase: the embedding, each edge's next
+/// sampling epoch, log Z and the samples drawn. The early phase does not depend on the
+/// final loss's spectrum position (its loss is the one at s = 1, and the schedule, seeds and
+/// learning rates are the same), so the panels of a spectrum can share it.
+pub(crate) struct EarlyState<'a> {
+    pub(crate) y: &'a mut [f32],
+    pub(crate) next: &'a mut [f32],
+    pub(crate) log_z: f64,
+    pub(crate) samples: u64,
+}
+
+/// What `optimize_with` does with the early phase.
+pub(crate) enum Early<'s, 'a> {
+    /// Run it.
+    Run,
+    /// Run it and record the state at its end.
+    RunAndSave(&'s mut EarlyState<'a>),
+    /// Skip it: start from this state (`y` must already hold its embedding).
+    ResumeFrom(&'s EarlyState<'a>),
+}
+
+pub(crate) fn optimize_with(
+    graph: CsrRef,
+    params: &SgdParams,
+    mut early: Early,
+    par: &dyn Parallel,
+    obs: &mut dyn Observer,
+    scratch: &mut [u8],
+    y: &mut [f32],
+) -> Result<SgdSummary> {
     graph.check(graph.rows())?;
     let n = graph.rows();
     params.validate(n)?;
@@ -462,8 +495,27 @@ pub fn optimize(
         epochs: total,
         ..SgdSummary::default()
     };
+    let mut first = 0;
+    if let Early::ResumeFrom(state) = &early {
+        ensure_len("early state", nnz, state.next.len())?;
+        next.copy_from_slice(state.next);
+        // Only NCE changes log Z, and its early loss is its own.
+        if matches!(params.loss, Loss::Nce { .. }) {
+            log_z = state.log_z;
+        }
+        summary.samples = state.samples;
+        first = params.early_epochs;
+    }
     enter(obs, Stage::Optimize, total)?;
-    for epoch in 0..total {
+    for epoch in first..total {
+        if epoch == params.early_epochs
+            && let Early::RunAndSave(state) = &mut early
+        {
+            state.y.copy_from_slice(y);
+            state.next.copy_from_slice(next);
+            state.log_z = log_z;
+            state.samples = summary.samples;
+        }
         let loss = if epoch < params.early_epochs {
             params.early_loss
         } else {
@@ -845,10 +897,14 @@ pub fn ne_scratch(n: usize, d: usize, params: &NeParams) -> ScratchSize {
     let knn_stage =
         neighbours::stage_scratch(n, d, k, params.metric, params.knn, &params.nn_descent);
     let init_stage = crate::umap::init_scratch(n, d, params.dims);
+    // The state at the end of the shared early phase sits beside the SGD's own scratch.
+    let early = ScratchSize::new()
+        .plus::<f32>(n * params.dims)
+        .plus::<f32>(nnz);
     graph.and(
         knn_stage
             .max(init_stage)
-            .max(sgd_scratch(n, nnz, params.dims)),
+            .max(early.and(sgd_scratch(n, nnz, params.dims))),
     )
 }
 
@@ -940,9 +996,27 @@ pub fn ne_spectrum(
     for panel in rest.chunks_exact_mut(n * dims) {
         panel.copy_from_slice(first);
     }
+    // The first panel runs the early phase and records its end; the others start there.
+    let (epochs, early_epochs) = params.schedule(n);
+    let shared = early_epochs > 0 && epochs > 0 && panels > 1;
+    let mut state = EarlyState {
+        y: s.take::<f32>(if shared { n * dims } else { 0 }, "early embedding")?,
+        next: s.take::<f32>(if shared { nnz } else { 0 }, "early schedule")?,
+        log_z: 0.0,
+        samples: 0,
+    };
     for (p, &sv) in s_values.iter().enumerate() {
         let y = &mut ys[p * n * dims..(p + 1) * n * dims];
-        summaries[p] = optimize(graph, &params.sgd(sv, n)?, par, obs, s.rest_mut(), y)?;
+        let early = match (shared, p) {
+            (false, _) => Early::Run,
+            (true, 0) => Early::RunAndSave(&mut state),
+            (true, _) => {
+                y.copy_from_slice(state.y);
+                Early::ResumeFrom(&state)
+            }
+        };
+        let sgd = params.sgd(sv, n)?;
+        summaries[p] = optimize_with(graph, &sgd, early, par, obs, s.rest_mut(), y)?;
     }
     Ok(init)
 }

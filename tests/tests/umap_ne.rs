@@ -220,6 +220,32 @@ fn compactness(y: &[f32], n: usize) -> f64 {
     mean_nn / spread
 }
 
+/// The panels of a spectrum share one early phase (run once, then resumed from its end);
+/// each must equal the panel run on its own, bit for bit, for every loss.
+#[test]
+fn spectrum_panels_equal_separate_runs() {
+    let n = 1500;
+    let (x, _) = mnist(n);
+    let s = [0.0, 0.5, 1.0];
+    for loss in [NeLoss::Neg, NeLoss::Nce, NeLoss::InfoNce, NeLoss::Umap] {
+        let params = NeParams {
+            loss,
+            epochs: 40,
+            early_epochs: Some(20),
+            ..NeParams::default()
+        };
+        let together = spectrum(&x, n, &params, &s, 2);
+        for (p, &sv) in s.iter().enumerate() {
+            let alone = spectrum(&x, n, &params, &[sv], 1);
+            let panel = &together[p * n * 2..(p + 1) * n * 2];
+            assert!(
+                panel.iter().zip(&alone).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{loss:?} s = {sv}: the shared early phase changed the panel"
+            );
+        }
+    }
+}
+
 #[test]
 fn clusters_get_more_compact_along_the_spectrum() {
     let n = 3000;
