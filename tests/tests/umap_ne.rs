@@ -239,7 +239,10 @@ fn spectrum_panels_equal_separate_runs() {
             let alone = spectrum(&x, n, &params, &[sv], 1);
             let panel = &together[p * n * 2..(p + 1) * n * 2];
             assert!(
-                panel.iter().zip(&alone).all(|(a, b)| a.to_bits() == b.to_bits()),
+                panel
+                    .iter()
+                    .zip(&alone)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{loss:?} s = {sv}: the shared early phase changed the panel"
             );
         }
