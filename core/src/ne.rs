@@ -436,7 +436,7 @@ pub(crate) enum Early<'s, 'a> {
     Run,
     /// Run it and record the state at its end.
     RunAndSave(&'s mut EarlyState<'a>),
-    /// Skip it: start from this state (`y` must already hold its embedding).
+    /// Skip it: start from this state.
     ResumeFrom(&'s EarlyState<'a>),
 }
 
@@ -498,6 +498,8 @@ pub(crate) fn optimize_with(
     let mut first = 0;
     if let Early::ResumeFrom(state) = &early {
         ensure_len("early state", nnz, state.next.len())?;
+        ensure_len("early state", y.len(), state.y.len())?;
+        y.copy_from_slice(state.y);
         next.copy_from_slice(state.next);
         // Only NCE changes log Z, and its early loss is its own.
         if matches!(params.loss, Loss::Nce { .. }) {
@@ -1010,10 +1012,7 @@ pub fn ne_spectrum(
         let early = match (shared, p) {
             (false, _) => Early::Run,
             (true, 0) => Early::RunAndSave(&mut state),
-            (true, _) => {
-                y.copy_from_slice(state.y);
-                Early::ResumeFrom(&state)
-            }
+            (true, _) => Early::ResumeFrom(&state),
         };
         let sgd = params.sgd(sv, n)?;
         summaries[p] = optimize_with(graph, &sgd, early, par, obs, s.rest_mut(), y)?;
