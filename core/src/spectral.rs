@@ -29,6 +29,9 @@ const KEPT_BLOCKS: usize = 4;
 const MAX_RESTARTS: usize = 400;
 /// Converged when ‖B x − θ x‖ is below this for each wanted vector (L's residual is twice it).
 const TOLERANCE: f64 = 1e-5;
+/// Largest departure from orthonormality tolerated in the kept Ritz vectors before the
+/// basis is built with full reorthogonalisation (with it they are within about 1e-13).
+const ORTHOGONALITY: f64 = 1e-9;
 /// Widest block (16 wanted vectors and the extra one).
 const MAX_BLOCK: usize = 16 + EXTRA;
 /// Coefficients of one block against the basis.
@@ -121,6 +124,21 @@ pub fn spectral_embedding(
     vectors: &mut [f64],
     values: &mut [f64],
 ) -> Result<SpectralOutcome> {
+    embed(graph, dims, seed, par, scratch, vectors, values, false)
+}
+
+/// `spectral_embedding`, with full reorthogonalisation from the start if `full`.
+#[allow(clippy::too_many_arguments)]
+fn embed(
+    graph: CsrRef,
+    dims: usize,
+    seed: u64,
+    par: &dyn Parallel,
+    scratch: &mut [u8],
+    vectors: &mut [f64],
+    values: &mut [f64],
+    mut full: bool,
+) -> Result<SpectralOutcome> {
     let n = graph.rows();
     ensure((1..=16).contains(&dims), "dims", "must be between 1 and 16")?;
     ensure_len("vectors", n * dims, vectors.len())?;
@@ -200,6 +218,9 @@ pub fn spectral_embedding(
     let mut coef = [0.0f64; MAX_COEFS];
     // Ritz vectors carried into the next restart (with their images under B): none at first.
     let mut kept = 0;
+    // Unless `full`, selective reorthogonalisation (see `project_out`) until the kept Ritz
+    // vectors show a loss of orthogonality; then every block against the whole basis, from
+    // a fresh start.
     for restart in 0..MAX_RESTARTS {
         // Basis: the kept Ritz vectors (or, at first, the random block), then Krylov blocks,
         // all orthonormalised. After a restart the first new block is B applied to the
@@ -235,6 +256,7 @@ pub fn spectral_embedding(
                     trivial,
                     prev,
                     local_from,
+                    if full { filled } else { kept },
                     partials,
                     &mut coef,
                 );
@@ -322,6 +344,14 @@ pub fn spectral_embedding(
                     }
                 }
             });
+        }
+        if !full && lost_orthogonality(par, &ritz[..kept * n], n, partials, work) {
+            full = true;
+            kept = 0;
+            for v in ritz.iter_mut() {
+                *v = rng.normal();
+            }
+            continue;
         }
         let mut res = [0.0f64; 16];
         {
@@ -438,21 +468,25 @@ fn normalise(v: &mut [f64]) -> f64 {
 /// the vectors in `prev`: classical Gram–Schmidt, twice, for the whole block at once, so each
 /// pass reads the earlier basis once rather than once per vector. The first pass uses only
 /// the vectors of `prev` from `local_from` on (with `trivial`): B is symmetric, so B applied
-/// to a Krylov block is orthogonal to all but the blocks beside it, up to rounding, which the
-/// second pass, over the whole basis, removes. That halves the reads of the basis.
+/// to a Krylov block is orthogonal to all but the blocks beside it, up to rounding. The
+/// second pass adds the first `kept` vectors of `prev`, the Ritz vectors a thick restart
+/// carried over: rounding makes a Lanczos basis lose orthogonality mostly towards converged
+/// Ritz vectors (Paige), and those are the ones kept. The caller passes all of `prev` once
+/// the Ritz vectors show that this was not enough.
 fn project_out(
     par: &dyn Parallel,
     block: &mut [f64],
     trivial: &[f64],
     prev: &[f64],
     local_from: usize,
+    kept: usize,
     partials: &mut [f64],
     coef: &mut [f64],
 ) {
     let n = trivial.len();
     let (width, m) = (block.len() / n, prev.len() / n + 1);
     // Basis index p: 0 is `trivial`, p ≥ 1 is prev's vector p − 1.
-    let used = |pass: usize, p: usize| pass == 1 || p == 0 || p > local_from;
+    let used = |pass: usize, p: usize| p == 0 || p > local_from || (pass == 1 && p <= kept);
     let basis = |p: usize| -> &[f64] {
         if p == 0 {
             trivial
@@ -494,6 +528,33 @@ fn project_out(
             }
         });
     }
+}
+
+/// Whether the `x.len() / n` vectors of `x` (meant orthonormal) are off by more than
+/// `ORTHOGONALITY` in any inner product. `work` holds their Gram matrix.
+fn lost_orthogonality(
+    par: &dyn Parallel,
+    x: &[f64],
+    n: usize,
+    partials: &mut [f64],
+    work: &mut [f64],
+) -> bool {
+    let k = x.len() / n;
+    reduce_rows(par, n, k * k, partials, work, &|lo, hi, out| {
+        out[..k * k].fill(0.0);
+        for a in 0..k {
+            for b in a..k {
+                out[a * k + b] = dot(&x[a * n + lo..a * n + hi], &x[b * n + lo..b * n + hi]);
+            }
+        }
+    });
+    (0..k).any(|a| {
+        (a..k).any(|b| {
+            let want = if a == b { 1.0 } else { 0.0 };
+            // NaN counts as lost.
+            !((work[a * k + b] - want).abs() <= ORTHOGONALITY)
+        })
+    })
 }
 
 /// Makes `v` orthogonal to `trivial` and to the `count` vectors in `prev` (classical
@@ -744,5 +805,125 @@ mod tests {
             assert!((got - want).abs() < 1e-12, "{vals:?}");
         }
         let _ = &mut a;
+    }
+
+    /// A kNN graph (k = 8, weights exp(−d)) of 1 500 points in five 2-D Gaussian blobs, CSR.
+    fn blobs_graph() -> (Vec<usize>, Vec<u32>, Vec<f32>) {
+        let (n, k) = (1500, 8);
+        let mut rng = Rng::new(3);
+        let pts: Vec<[f64; 2]> = (0..n)
+            .map(|i| {
+                let c = (i % 5) as f64 * 1.3;
+                [c + 0.5 * rng.normal(), (c * 0.7).sin() + 0.5 * rng.normal()]
+            })
+            .collect();
+        let mut edges = Vec::new();
+        for i in 0..n {
+            let mut d: Vec<(f64, usize)> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| {
+                    let (dx, dy) = (pts[i][0] - pts[j][0], pts[i][1] - pts[j][1]);
+                    (libm::sqrt(dx * dx + dy * dy), j)
+                })
+                .collect();
+            d.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for &(dist, j) in &d[..k] {
+                let w = libm::exp(-dist) as f32;
+                edges.push((i, j as u32, w));
+                edges.push((j, i as u32, w));
+            }
+        }
+        edges.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        edges.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
+        let mut indptr = vec![0usize; n + 1];
+        for e in &edges {
+            indptr[e.0 + 1] += 1;
+        }
+        for i in 0..n {
+            indptr[i + 1] += indptr[i];
+        }
+        let indices = edges.iter().map(|e| e.1).collect();
+        let values = edges.iter().map(|e| e.2).collect();
+        (indptr, indices, values)
+    }
+
+    #[test]
+    fn selective_and_full_reorthogonalisation_find_the_same_vectors() {
+        let (indptr, indices, values) = blobs_graph();
+        let g = CsrRef {
+            indptr: &indptr,
+            indices: &indices,
+            values: &values,
+        };
+        let (n, dims) = (g.rows(), 3);
+        let mut scratch = vec![0u8; spectral_scratch(n, dims).bytes()];
+        let mut out = [
+            (vec![0.0; n * dims], [0.0; 3]),
+            (vec![0.0; n * dims], [0.0; 3]),
+        ];
+        for (full, (v, l)) in out.iter_mut().enumerate() {
+            let r = embed(g, dims, 1, &crate::Serial, &mut scratch, v, l, full == 1).unwrap();
+            assert!(matches!(r, SpectralOutcome::Converged { .. }), "{r:?}");
+        }
+        for c in 0..dims {
+            assert!(
+                (out[0].1[c] - out[1].1[c]).abs() < 1e-9,
+                "{:?} {:?}",
+                out[0].1,
+                out[1].1
+            );
+            let d = dot(&out[0].0[c * n..(c + 1) * n], &out[1].0[c * n..(c + 1) * n]);
+            assert!((d.abs() - 1.0).abs() < 1e-8, "vector {c}: |cos| = {d}");
+        }
+    }
+
+    #[test]
+    fn lost_orthogonality_tells_orthonormal_from_nearly_so() {
+        let n = 5000;
+        let mut x = vec![0.0f64; 3 * n];
+        let mut rng = Rng::new(9);
+        for v in x.iter_mut() {
+            *v = rng.normal();
+        }
+        let trivial = vec![0.0f64; n];
+        let (mut partials, mut coef) = (vec![0.0; 64 * 64], [0.0; MAX_COEFS]);
+        for c in 0..3 {
+            let (prev, cur) = x.split_at_mut(c * n);
+            orthonormalise(
+                &crate::Serial,
+                &mut cur[..n],
+                &trivial,
+                prev,
+                c,
+                &mut partials,
+                &mut coef,
+            )
+            .unwrap();
+        }
+        let mut work = vec![0.0; 9];
+        assert!(!lost_orthogonality(
+            &crate::Serial,
+            &x,
+            n,
+            &mut partials,
+            &mut work
+        ));
+        x[2 * n] += 1e-7 * x[0];
+        x[2 * n + 1] += 1e-4;
+        assert!(lost_orthogonality(
+            &crate::Serial,
+            &x,
+            n,
+            &mut partials,
+            &mut work
+        ));
+        x[2 * n] = f64::NAN;
+        assert!(lost_orthogonality(
+            &crate::Serial,
+            &x,
+            n,
+            &mut partials,
+            &mut work
+        ));
     }
 }
