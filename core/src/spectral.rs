@@ -551,8 +551,8 @@ fn lost_orthogonality(
     (0..k).any(|a| {
         (a..k).any(|b| {
             let want = if a == b { 1.0 } else { 0.0 };
-            // NaN counts as lost.
-            !((work[a * k + b] - want).abs() <= ORTHOGONALITY)
+            let off = (work[a * k + b] - want).abs();
+            off > ORTHOGONALITY || off.is_nan()
         })
     })
 }
@@ -833,7 +833,7 @@ mod tests {
                 edges.push((j, i as u32, w));
             }
         }
-        edges.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        edges.sort_by_key(|e| (e.0, e.1));
         edges.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
         let mut indptr = vec![0usize; n + 1];
         for e in &edges {
