@@ -142,41 +142,46 @@ pub(crate) fn negative(k: Kernel, d2: f32, want_loss: bool) -> (f32, f32, f32) {
     }
 }
 
-/// UMAP's coefficients for one sample, eight terms at a time: each negative's
-/// (`negative(Umap { a, b }, d2, false).0`) into `coef_neg`, and the positive's
-/// (`positive(…).0`, returned first), whose power rides in the lane after the last negative.
-/// The same operations lane by lane as the scalar functions, so the same bits (tested). With
-/// `want_loss` the sample's loss is returned too, its logarithms by `log2_fast` (the scalar
-/// functions use libm's; within 1e-5, tested), so that epochs which report a loss cost
-/// about as much as the others.
+/// Lanes `umap_coefs` reads and writes for `used` negatives: theirs, the positive's, and
+/// padding to whole eight-lane vectors.
+const fn umap_lanes(used: usize) -> usize {
+    (used / 8 + 1) * 8
+}
+
+/// UMAP's coefficients for one sample, eight terms at a time. `d2` holds the negatives'
+/// squared distances, then the positive's at `used`; lanes after it up to `umap_lanes(used)`
+/// are set to 1 here. Each negative's coefficient (`negative(Umap { a, b }, d2, false).0`)
+/// goes into `coef` (`umap_lanes(used)` long; lanes from `used` on are scratch) and the
+/// positive's (`positive(…).0`) is returned first. The same operations lane by lane as the
+/// scalar functions, so the same bits (tested). With `want_loss` the sample's loss is
+/// returned too, its logarithms by `log2_fast` (the scalar functions use libm's; within
+/// 1e-5, tested), so that epochs which report a loss cost about as much as the others.
+/// Whole vectors in and out: a copy of a variable length is a call to `memcpy`.
 #[inline(always)]
 fn umap_coefs(
     a: f32,
     b: f32,
-    d2_pos: f32,
-    d2_neg: &[f32],
-    coef_neg: &mut [f32],
+    d2: &mut [f32],
+    used: usize,
+    coef: &mut [f32],
     want_loss: bool,
 ) -> (f32, f32) {
     use wide::f32x8;
     let (va, vb, one) = (f32x8::splat(a), f32x8::splat(b), f32x8::ONE);
-    let used = d2_neg.len();
+    let lanes = umap_lanes(used);
+    let d2_pos = d2[used];
+    d2[used + 1..lanes].fill(1.0);
     let (mut coef_pos, mut loss) = (0.0, 0.0);
-    for start in (0..=used).step_by(8) {
+    for start in (0..lanes).step_by(8) {
         // Lanes past the positive hold 1 and are not read back.
-        let lanes: [f32; 8] = core::array::from_fn(|l| match start + l {
-            t if t < used => d2_neg[t],
-            t if t == used => d2_pos,
-            _ => 1.0,
-        });
-        let x = f32x8::from(lanes);
+        let x = f32x8::from(<[f32; 8]>::try_from(&d2[start..start + 8]).unwrap());
         let positive = x.simd_gt(f32x8::ZERO);
         // Zero lanes go through the power as 1 and are then masked to 0.
         let d2b = positive.select(pow_positive_x8(positive.select(x, one), b), f32x8::ZERO);
         let w = one / (one + va * d2b);
-        let c = (-vb * w / (f32x8::splat(UMAP_EPS) + x)).to_array();
+        let c = -vb * w / (f32x8::splat(UMAP_EPS) + x);
+        coef[start..start + 8].copy_from_slice(&c.to_array());
         let take = used.saturating_sub(start).min(8);
-        coef_neg[start..start + take].copy_from_slice(&c[..take]);
         let pos_lane = (used - start < 8).then_some(used - start);
         if let Some(l) = pos_lane
             && d2_pos > 0.0
@@ -622,8 +627,9 @@ fn epoch_rows<const D: usize>(
     let now = epoch as f32;
     let epoch_seed = input.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let (mut loss_sum, mut dz_sum, mut samples) = (0.0f64, 0.0f64, 0.0f64);
-    let mut d2_neg = [0.0f32; MAX_NEGATIVES];
-    let mut coef_neg = [0.0f32; MAX_NEGATIVES];
+    // Room for the positive and the padding of `umap_coefs`.
+    let mut d2_neg = [0.0f32; umap_lanes(MAX_NEGATIVES)];
+    let mut coef_neg = [0.0f32; umap_lanes(MAX_NEGATIVES)];
     let mut neg_idx = [0u32; MAX_NEGATIVES];
     let m = input.negatives;
     let rep_w = input.repulsion_weight;
@@ -665,14 +671,8 @@ fn epoch_rows<const D: usize>(
                     (cp, lp + ln, 0.0)
                 }
                 Kernel::Umap { a, b } => {
-                    let (cp, l) = umap_coefs(
-                        a,
-                        b,
-                        d2_pos,
-                        &d2_neg[..used],
-                        &mut coef_neg[..used],
-                        want_loss,
-                    );
+                    d2_neg[used] = d2_pos;
+                    let (cp, l) = umap_coefs(a, b, &mut d2_neg, used, &mut coef_neg, want_loss);
                     (cp, l, 0.0)
                 }
                 _ => {
@@ -1184,10 +1184,18 @@ mod tests {
         let mut got = vec![0.0f32; d2.len()];
         let umap = Kernel::Umap { a: 1.577, b: 0.895 };
         // Every count of negatives from 0 to 20, so the positive takes every lane.
+        // The negatives, then the positive, in `umap_coefs`'s buffer.
+        let lanes = |pos: f32, neg: &[f32]| {
+            let mut v = vec![f32::NAN; umap_lanes(neg.len())];
+            v[..neg.len()].copy_from_slice(neg);
+            v[neg.len()] = pos;
+            v
+        };
         for used in 0..=20 {
             for &pos in &d2[..40] {
                 let neg = &d2[40..40 + used];
-                let (cp, _) = umap_coefs(1.577, 0.895, pos, neg, &mut got[..used], false);
+                got.resize(umap_lanes(used), f32::NAN);
+                let (cp, _) = umap_coefs(1.577, 0.895, &mut lanes(pos, neg), used, &mut got, false);
                 assert_eq!(
                     cp.to_bits(),
                     positive(umap, pos, false).0.to_bits(),
@@ -1198,10 +1206,17 @@ mod tests {
                 }
                 // With the loss: the same coefficients, and the loss of the scalar functions
                 // (libm's logarithm there, `log2_fast` here).
-                let mut with_loss = vec![0.0f32; used];
-                let (cp2, loss) = umap_coefs(1.577, 0.895, pos, neg, &mut with_loss, true);
+                let mut with_loss = vec![0.0f32; umap_lanes(used)];
+                let (cp2, loss) = umap_coefs(
+                    1.577,
+                    0.895,
+                    &mut lanes(pos, neg),
+                    used,
+                    &mut with_loss,
+                    true,
+                );
                 assert_eq!(cp2.to_bits(), cp.to_bits());
-                assert_eq!(with_loss, got[..used]);
+                assert_eq!(with_loss[..used], got[..used]);
                 let want = positive(umap, pos, true).1
                     + neg.iter().map(|&d| negative(umap, d, true).1).sum::<f32>();
                 assert!(
@@ -1210,8 +1225,17 @@ mod tests {
                 );
             }
         }
-        let (cp, _) = umap_coefs(1.577, 0.895, 2.0, &d2, &mut got, false);
+        got.resize(umap_lanes(d2.len()), f32::NAN);
+        let (cp, _) = umap_coefs(
+            1.577,
+            0.895,
+            &mut lanes(2.0, &d2),
+            d2.len(),
+            &mut got,
+            false,
+        );
         assert_eq!(cp.to_bits(), positive(umap, 2.0, false).0.to_bits());
+        got.truncate(d2.len());
         for (g, &d) in got.iter().zip(&d2) {
             assert_eq!(g.to_bits(), negative(umap, d, false).0.to_bits(), "d2 {d}");
         }
