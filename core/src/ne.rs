@@ -25,7 +25,7 @@
 
 use crate::affinity::CsrRef;
 use crate::error::{Error, Result, ensure, ensure_len};
-use crate::fastmath::{log2_fast_x8, pow_positive, pow_positive_x8};
+use crate::fastmath::{log2_fast_x8, pow_positive};
 use crate::observer::{Control, Observer, Progress, Stage, enter};
 use crate::parallel::{Parallel, SharedMut, chunk_count};
 use crate::rng::Rng;
@@ -43,6 +43,75 @@ pub const CLIP: f32 = 4.0;
 const UMAP_EPS: f32 = 0.001;
 /// Rows per parallel task (fixed: results never depend on the thread count).
 const TASK_ROWS: usize = 512;
+
+/// UMAP's per-sample terms as functions of d², tabulated on d²'s f32 bit pattern: 2^STEP_BITS
+/// nodes per octave from 2^-CURVE_LOW_OCTAVE over CURVE_OCTAVES octaves, linear between them
+/// (so linear in d² within each node interval). Below the range the first node's value
+/// is used (every term is flat there: ε and the clip dominate), above it the last's.
+/// Replaces the power and three divisions per term of the exact curve, which took about
+/// 40 % of UMAP's SGD; within `CURVE_TOLERANCE` of it (tested).
+const CURVE_LOW_OCTAVE: u32 = 24;
+const CURVE_OCTAVES: usize = 48;
+const CURVE_STEP_BITS: u32 = 7;
+const CURVE_SHIFT: u32 = 23 - CURVE_STEP_BITS;
+const CURVE_NODES: usize = (CURVE_OCTAVES << CURVE_STEP_BITS) + 1;
+const CURVE_FIRST_BITS: u32 = (127 - CURVE_LOW_OCTAVE) << 23;
+const CURVE_LAST_OFFSET: u32 = ((CURVE_NODES - 1) as u32) << CURVE_SHIFT;
+/// Entries per table: the nodes and a copy of the last.
+const CURVE_LEN: usize = CURVE_NODES + 1;
+/// Largest relative error of the tabulated coefficients against the exact curve (measured
+/// 9.1e-5, at b = 0.6; 1.5e-5 for the positive's).
+pub const CURVE_TOLERANCE: f32 = 1e-4;
+/// Largest absolute error of the tabulated losses (measured 1.1e-3 where the clamp at 1e-4
+/// bends the positive's loss inside one node interval, and 1.6e-4 for the negative's). The
+/// losses are only reported, never differentiated.
+pub const CURVE_LOSS_TOLERANCE: f32 = 2e-3;
+
+/// The tables of `UmapCurve`, one after another in caller scratch.
+const CURVE_TABLES: usize = 4;
+
+/// UMAP's coefficients and losses at a = `a`, b = `b`, tabulated (see `CURVE_NODES`).
+struct UmapCurve<'a> {
+    a: f32,
+    b: f32,
+    /// positive coefficient, negative coefficient, positive loss, negative loss
+    tables: &'a mut [f32],
+}
+
+impl UmapCurve<'_> {
+    /// (Re)builds the tables for `a`, `b` unless they already are.
+    fn set(&mut self, a: f32, b: f32) {
+        if self.a.to_bits() == a.to_bits() && self.b.to_bits() == b.to_bits() {
+            return;
+        }
+        (self.a, self.b) = (a, b);
+        for i in 0..CURVE_NODES {
+            let d2 = f32::from_bits(CURVE_FIRST_BITS + ((i as u32) << CURVE_SHIFT));
+            for (t, v) in umap_terms_exact(a, b, d2).into_iter().enumerate() {
+                self.tables[t * CURVE_LEN + i] = v;
+                // The last node repeated: lookups beyond the range read it with weight 0.
+                if i == CURVE_NODES - 1 {
+                    self.tables[t * CURVE_LEN + i + 1] = v;
+                }
+            }
+        }
+    }
+
+    /// Table `table` (0 positive coefficient, 1 negative coefficient, 2 positive loss,
+    /// 3 negative loss) at `d2` ≥ 0.
+    #[inline(always)]
+    fn at(&self, table: usize, d2: f32) -> f32 {
+        let off = d2
+            .to_bits()
+            .saturating_sub(CURVE_FIRST_BITS)
+            .min(CURVE_LAST_OFFSET);
+        let i = (off >> CURVE_SHIFT) as usize;
+        let f = (off & ((1 << CURVE_SHIFT) - 1)) as f32 * (1.0 / (1u32 << CURVE_SHIFT) as f32);
+        let t = &self.tables[table * CURVE_LEN..(table + 1) * CURVE_LEN];
+        let (lo, hi) = (t[i], t[i + 1]);
+        lo + f * (hi - lo)
+    }
+}
 /// Step of NCE's log Z per epoch, times the annealing factor, on the clipped mean gradient.
 const NCE_LOG_Z_RATE: f64 = 0.1;
 
@@ -109,6 +178,23 @@ pub(crate) fn positive(k: Kernel, d2: f32, want_loss: bool) -> (f32, f32, f32) {
     }
 }
 
+/// UMAP's terms at squared distance `d2` in f64 with libm, the tables' reference:
+/// (positive coefficient, negative coefficient, positive loss, negative loss), as
+/// `positive` and `negative` define them.
+fn umap_terms_exact(a: f32, b: f32, d2: f32) -> [f32; CURVE_TABLES] {
+    let (a, b, x) = (a as f64, b as f64, d2 as f64);
+    let x2b = libm::pow(x, b);
+    let w = 1.0 / (1.0 + a * x2b);
+    let low = CLAMP_LOW as f64;
+    [
+        a * b * libm::pow(x, b - 1.0) * w,
+        -b * w / (UMAP_EPS as f64 + x),
+        -libm::log(w.max(low)),
+        -libm::log((a * x2b * w).max(low)),
+    ]
+    .map(|v| v as f32)
+}
+
 /// Coefficient, loss and ∂loss/∂log c of one negative term at squared distance `d2`.
 #[inline(always)]
 pub(crate) fn negative(k: Kernel, d2: f32, want_loss: bool) -> (f32, f32, f32) {
@@ -140,77 +226,6 @@ pub(crate) fn negative(k: Kernel, d2: f32, want_loss: bool) -> (f32, f32, f32) {
         }
         Kernel::InfoNce { .. } => (0.0, 0.0, 0.0),
     }
-}
-
-/// Lanes `umap_coefs` reads and writes for `used` negatives: theirs, the positive's, and
-/// padding to whole eight-lane vectors.
-const fn umap_lanes(used: usize) -> usize {
-    (used / 8 + 1) * 8
-}
-
-/// UMAP's coefficients for one sample, eight terms at a time. `d2` holds the negatives'
-/// squared distances, then the positive's at `used`; lanes after it up to `umap_lanes(used)`
-/// are set to 1 here. Each negative's coefficient (`negative(Umap { a, b }, d2, false).0`)
-/// goes into `coef` (`umap_lanes(used)` long; lanes from `used` on are scratch) and the
-/// positive's (`positive(…).0`) is returned first. The same operations lane by lane as the
-/// scalar functions, so the same bits (tested). With `want_loss` the sample's loss is
-/// returned too, its logarithms by `log2_fast` (the scalar functions use libm's; within
-/// 1e-5, tested), so that epochs which report a loss cost about as much as the others.
-/// Whole vectors in and out: a copy of a variable length is a call to `memcpy`.
-#[inline(always)]
-fn umap_coefs(
-    a: f32,
-    b: f32,
-    d2: &mut [f32],
-    used: usize,
-    coef: &mut [f32],
-    want_loss: bool,
-) -> (f32, f32) {
-    use wide::f32x8;
-    let (va, vb, one) = (f32x8::splat(a), f32x8::splat(b), f32x8::ONE);
-    let lanes = umap_lanes(used);
-    let d2_pos = d2[used];
-    d2[used + 1..lanes].fill(1.0);
-    let (mut coef_pos, mut loss) = (0.0, 0.0);
-    for start in (0..lanes).step_by(8) {
-        // Lanes past the positive hold 1 and are not read back.
-        let x = f32x8::from(<[f32; 8]>::try_from(&d2[start..start + 8]).unwrap());
-        let positive = x.simd_gt(f32x8::ZERO);
-        // Zero lanes go through the power as 1 and are then masked to 0.
-        let d2b = positive.select(pow_positive_x8(positive.select(x, one), b), f32x8::ZERO);
-        let w = one / (one + va * d2b);
-        let c = -vb * w / (f32x8::splat(UMAP_EPS) + x);
-        coef[start..start + 8].copy_from_slice(&c.to_array());
-        let take = used.saturating_sub(start).min(8);
-        let pos_lane = (used - start < 8).then_some(used - start);
-        if let Some(l) = pos_lane
-            && d2_pos > 0.0
-        {
-            coef_pos = a * b * (d2b.to_array()[l] / d2_pos) * w.to_array()[l];
-        }
-        if want_loss {
-            // −ln w for the positive, −ln(1 − w) = −ln(a·d^2b·w) for each negative.
-            let neg_arg = (va * d2b * w).to_array();
-            let w = w.to_array();
-            let arg: [f32; 8] = core::array::from_fn(|l| {
-                let t = if Some(l) == pos_lane {
-                    w[l]
-                } else {
-                    neg_arg[l]
-                };
-                t.max(CLAMP_LOW)
-            });
-            let nl = (-f32x8::splat(core::f32::consts::LN_2) * log2_fast_x8(f32x8::from(arg)))
-                .to_array();
-            loss += nl[..take].iter().sum::<f32>();
-            if let Some(l) = pos_lane
-                && d2_pos > 0.0
-            {
-                loss += nl[l];
-            }
-        }
-    }
-    (coef_pos, loss)
 }
 
 /// `negative(Neg { c }, d2, false).0` for every distance, eight at a time (same bits); with
@@ -382,6 +397,7 @@ pub fn sgd_scratch(n: usize, nnz: usize, dims: usize) -> ScratchSize {
         .plus::<f32>(n * dims) // snapshot
         .plus::<f32>(2 * nnz) // epochs per sample, next sample
         .plus::<f64>(3 * chunk_count(n, TASK_ROWS))
+        .plus::<f32>(CURVE_TABLES * CURVE_LEN)
 }
 
 /// Resolves a loss to its kernel, given N, m and (for NCE) the current log Z.
@@ -409,6 +425,8 @@ struct EpochInput<'a> {
     repulsion_weight: f32,
     /// NCE: the epoch needs each sample's ∂loss/∂log c (the scalar path).
     learns_z: bool,
+    /// The UMAP loss's tables, set for this epoch's a and b.
+    curve: &'a UmapCurve<'a>,
 }
 
 /// SGD on the symmetric weighted `graph` from the embedding in `y` (`n × dims`).
@@ -478,6 +496,11 @@ pub(crate) fn optimize_with(
     let eps = s.take::<f32>(nnz, "epochs per sample")?;
     let next = s.take::<f32>(nnz, "next sample")?;
     let partials = s.take::<f64>(3 * chunk_count(n, TASK_ROWS), "epoch partials")?;
+    let mut curve = UmapCurve {
+        a: f32::NAN,
+        b: f32::NAN,
+        tables: s.take::<f32>(CURVE_TABLES * CURVE_LEN, "UMAP curve tables")?,
+    };
 
     let total = params.early_epochs + params.epochs;
     // umap-learn's schedule: edge e every max(w)/w_e epochs; edges too light to be drawn
@@ -529,6 +552,9 @@ pub(crate) fn optimize_with(
             params.loss
         };
         let k = kernel(loss, n, params.negatives, log_z);
+        if let Kernel::Umap { a, b } = k {
+            curve.set(a, b);
+        }
         let anneal = 1.0 - epoch as f32 / total as f32;
         let alpha = params.learning_rate * anneal;
         let want_loss = (epoch + 1) % params.loss_every.max(1) == 0 || epoch + 1 == total;
@@ -542,6 +568,7 @@ pub(crate) fn optimize_with(
             seed: params.seed,
             repulsion_weight: params.repulsion_weight,
             learns_z: matches!(loss, Loss::Nce { .. }),
+            curve: &curve,
         };
         let tasks = chunk_count(n, TASK_ROWS);
         {
@@ -627,9 +654,8 @@ fn epoch_rows<const D: usize>(
     let now = epoch as f32;
     let epoch_seed = input.seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let (mut loss_sum, mut dz_sum, mut samples) = (0.0f64, 0.0f64, 0.0f64);
-    // Room for the positive and the padding of `umap_coefs`.
-    let mut d2_neg = [0.0f32; umap_lanes(MAX_NEGATIVES)];
-    let mut coef_neg = [0.0f32; umap_lanes(MAX_NEGATIVES)];
+    let mut d2_neg = [0.0f32; MAX_NEGATIVES];
+    let mut coef_neg = [0.0f32; MAX_NEGATIVES];
     let mut neg_idx = [0u32; MAX_NEGATIVES];
     let m = input.negatives;
     let rep_w = input.repulsion_weight;
@@ -670,10 +696,19 @@ fn epoch_rows<const D: usize>(
                     let (cp, lp, _) = positive(k, d2_pos, want_loss);
                     (cp, lp + ln, 0.0)
                 }
-                Kernel::Umap { a, b } => {
-                    d2_neg[used] = d2_pos;
-                    let (cp, l) = umap_coefs(a, b, &mut d2_neg, used, &mut coef_neg, want_loss);
-                    (cp, l, 0.0)
+                Kernel::Umap { .. } => {
+                    let c = input.curve;
+                    let mut loss = 0.0;
+                    for u in 0..used {
+                        coef_neg[u] = c.at(1, d2_neg[u]);
+                    }
+                    if want_loss {
+                        loss = c.at(2, d2_pos);
+                        for &d in &d2_neg[..used] {
+                            loss += c.at(3, d);
+                        }
+                    }
+                    (c.at(0, d2_pos), loss, 0.0)
                 }
                 _ => {
                     let (cp, mut loss, mut dz) = positive(k, d2_pos, want_loss);
@@ -1170,7 +1205,7 @@ mod tests {
     }
 
     #[test]
-    fn negatives_in_eight_lanes_match_the_scalar_twin() {
+    fn neg_negatives_in_eight_lanes_match_the_scalar_twin() {
         let mut r = crate::Rng::new(3);
         let d2: Vec<f32> = (0..203)
             .map(|i| {
@@ -1182,63 +1217,6 @@ mod tests {
             })
             .collect();
         let mut got = vec![0.0f32; d2.len()];
-        let umap = Kernel::Umap { a: 1.577, b: 0.895 };
-        // Every count of negatives from 0 to 20, so the positive takes every lane.
-        // The negatives, then the positive, in `umap_coefs`'s buffer.
-        let lanes = |pos: f32, neg: &[f32]| {
-            let mut v = vec![f32::NAN; umap_lanes(neg.len())];
-            v[..neg.len()].copy_from_slice(neg);
-            v[neg.len()] = pos;
-            v
-        };
-        for used in 0..=20 {
-            for &pos in &d2[..40] {
-                let neg = &d2[40..40 + used];
-                got.resize(umap_lanes(used), f32::NAN);
-                let (cp, _) = umap_coefs(1.577, 0.895, &mut lanes(pos, neg), used, &mut got, false);
-                assert_eq!(
-                    cp.to_bits(),
-                    positive(umap, pos, false).0.to_bits(),
-                    "d2 {pos}"
-                );
-                for (g, &d) in got[..used].iter().zip(neg) {
-                    assert_eq!(g.to_bits(), negative(umap, d, false).0.to_bits(), "d2 {d}");
-                }
-                // With the loss: the same coefficients, and the loss of the scalar functions
-                // (libm's logarithm there, `log2_fast` here).
-                let mut with_loss = vec![0.0f32; umap_lanes(used)];
-                let (cp2, loss) = umap_coefs(
-                    1.577,
-                    0.895,
-                    &mut lanes(pos, neg),
-                    used,
-                    &mut with_loss,
-                    true,
-                );
-                assert_eq!(cp2.to_bits(), cp.to_bits());
-                assert_eq!(with_loss[..used], got[..used]);
-                let want = positive(umap, pos, true).1
-                    + neg.iter().map(|&d| negative(umap, d, true).1).sum::<f32>();
-                assert!(
-                    (loss - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                    "loss {loss} vs {want}"
-                );
-            }
-        }
-        got.resize(umap_lanes(d2.len()), f32::NAN);
-        let (cp, _) = umap_coefs(
-            1.577,
-            0.895,
-            &mut lanes(2.0, &d2),
-            d2.len(),
-            &mut got,
-            false,
-        );
-        assert_eq!(cp.to_bits(), positive(umap, 2.0, false).0.to_bits());
-        got.truncate(d2.len());
-        for (g, &d) in got.iter().zip(&d2) {
-            assert_eq!(g.to_bits(), negative(umap, d, false).0.to_bits(), "d2 {d}");
-        }
         for c in [1e-9f32, 1e-3, 0.5, 30.0] {
             let loss = neg_negative_coefs(c, &d2, &mut got, true);
             for (g, &d) in got.iter().zip(&d2) {
@@ -1253,6 +1231,64 @@ mod tests {
                 (loss - want).abs() <= 1e-5 * (1.0 + want.abs()),
                 "c {c}: loss {loss} vs {want}"
             );
+        }
+    }
+
+    #[test]
+    fn umap_curve_tables_match_the_exact_terms() {
+        let mut tables = vec![0.0f32; CURVE_TABLES * CURVE_LEN];
+        let mut curve = UmapCurve {
+            a: f32::NAN,
+            b: f32::NAN,
+            tables: &mut tables,
+        };
+        let mut worst = [0.0f64; CURVE_TABLES];
+        // umap-learn's default curve and others that min_dist and spread give.
+        for (a, b) in [
+            (1.577f32, 0.895f32),
+            (1.929, 0.7915),
+            (0.583, 1.334),
+            (0.1, 2.0),
+            (10.0, 0.6),
+        ] {
+            curve.set(a, b);
+            let mut d2 = 1e-6f32;
+            while d2 < 1e6 {
+                let want = umap_terms_exact(a, b, d2);
+                for t in 0..CURVE_TABLES {
+                    let (got, want) = (curve.at(t, d2) as f64, want[t] as f64);
+                    // Coefficients relative, losses absolute.
+                    let err = if t < 2 {
+                        ((got - want) / want).abs()
+                    } else {
+                        (got - want).abs()
+                    };
+                    worst[t] = worst[t].max(err);
+                }
+                d2 *= 1.0123;
+            }
+            // The exact terms where the tables are not: at 0 and beyond the last node.
+            assert_eq!(curve.at(1, 0.0), umap_terms_exact(a, b, 2f32.powi(-24))[1]);
+            assert_eq!(curve.at(1, 1e30), umap_terms_exact(a, b, 2f32.powi(24))[1]);
+        }
+        eprintln!("UMAP curve tables: worst errors {worst:?}");
+        for (t, w) in worst.iter().enumerate() {
+            let tol = if t < 2 {
+                CURVE_TOLERANCE
+            } else {
+                CURVE_LOSS_TOLERANCE
+            };
+            assert!(*w < tol as f64, "table {t}: {w:e}");
+        }
+        // The scalar functions that the gradient tests check agree with the reference.
+        let umap = Kernel::Umap { a: 1.577, b: 0.895 };
+        for d2 in [1e-3f32, 0.1, 1.0, 7.0, 300.0] {
+            let want = umap_terms_exact(1.577, 0.895, d2);
+            let (p, n) = (positive(umap, d2, true), negative(umap, d2, true));
+            for (got, want) in [(p.0, want[0]), (n.0, want[1])] {
+                assert!(((got - want) / want).abs() < 1e-4, "d2 {d2}: {got} {want}");
+            }
+            assert!((p.1 - want[2]).abs() < 1e-4 && (n.1 - want[3]).abs() < 1e-4);
         }
     }
 
