@@ -209,21 +209,8 @@ fn umap_of_data_sorted_along_its_map_is_as_good() {
 /// 10-NN accuracy of every point against all the others (majority vote, ties to the lower
 /// label): every point counts, so it is steadier than a 90/10 split.
 fn leave_one_out_accuracy(y: &[f32], labels: &[u32], n: usize) -> f64 {
-    let ym = MatRef::dense(y, n, 2).unwrap();
     let k = 10;
-    let (mut norms, mut idx, mut dist) = (vec![0.0; n], vec![0u32; n * k], vec![0.0; n * k]);
-    ember_core::knn::exact_knn(
-        ym,
-        k,
-        ember_core::knn::Metric::SqEuclidean,
-        ember_core::knn::Kernel::Simd,
-        &Threads::new(2),
-        &mut Silent,
-        &mut norms,
-        &mut idx,
-        &mut dist,
-    )
-    .unwrap();
+    let (idx, _) = embedding_knn(y, n, k);
     let right = (0..n)
         .filter(|&i| {
             let mut votes = [0u32; 10];
@@ -259,11 +246,10 @@ fn spectrum(x: &[f32], n: usize, params: &NeParams, s: &[f64], threads: usize) -
     ys
 }
 
-/// Mean distance to the 15 nearest neighbours in the embedding over the embedding's spread
-/// (root mean squared distance from the centroid).
-fn compactness(y: &[f32], n: usize) -> f64 {
+/// Each point's `k` nearest others in the 2-D embedding `y`, exactly: (indices, squared
+/// distances), `n × k` each.
+fn embedding_knn(y: &[f32], n: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
     let ym = MatRef::dense(y, n, 2).unwrap();
-    let k = 15;
     let (mut norms, mut idx, mut dist) = (vec![0.0; n], vec![0u32; n * k], vec![0.0; n * k]);
     ember_core::knn::exact_knn(
         ym,
@@ -277,6 +263,14 @@ fn compactness(y: &[f32], n: usize) -> f64 {
         &mut dist,
     )
     .unwrap();
+    (idx, dist)
+}
+
+/// Mean distance to the 15 nearest neighbours in the embedding over the embedding's spread
+/// (root mean squared distance from the centroid).
+fn compactness(y: &[f32], n: usize) -> f64 {
+    let k = 15;
+    let (_, dist) = embedding_knn(y, n, k);
     let mean_nn = dist.iter().map(|&d| (d as f64).sqrt()).sum::<f64>() / (n * k) as f64;
     let (mut cx, mut cy) = (0.0f64, 0.0f64);
     for i in 0..n {
