@@ -20,7 +20,8 @@ use crate::simd;
 #[derive(Clone, Copy, Debug, PartialEq)]
 /// Defaults chosen on MNIST-70k (784-D, 2 cores, in the 64-D projection with 2k candidates):
 /// 8 trees, 20 candidates and 3 rounds reach recall@90 ≈ 0.935 in less time than 4 trees and
-/// 4 rounds (0.933); at k = 14, 0.955. BENCHMARKS.md lists the alternatives measured.
+/// 4 rounds (0.933); at k = 14, 0.965 (pool 32, 16 candidates). BENCHMARKS.md lists the
+/// alternatives measured.
 pub struct NnDescentParams {
     /// Random-projection trees for the initial graph.
     pub trees: usize,
