@@ -4,7 +4,7 @@ use ember_core::affinity::CsrRef;
 use ember_core::ne::{self, NeLoss, NeParams, SgdSummary};
 use ember_core::spectral::{self, SpectralOutcome};
 use ember_core::threads::Threads;
-use ember_core::umap::{self, InitUsed, UmapParams};
+use ember_core::umap::{self, InitUsed, UmapParams, UmapSummary};
 use ember_core::{MatRef, Silent};
 use ember_tests::mnist;
 
@@ -117,18 +117,7 @@ fn disconnected_graph_is_reported_and_falls_back_to_pca() {
         epochs: 20,
         ..UmapParams::default()
     };
-    let xm = MatRef::dense(&both, 2 * n, 784).unwrap();
-    let mut scratch = vec![0u8; umap::umap_scratch(2 * n, 784, &params).bytes()];
-    let mut y = vec![0.0f32; 2 * n * 2];
-    let s = umap::umap(
-        xm,
-        &params,
-        &Threads::new(2),
-        &mut Silent,
-        &mut scratch,
-        &mut y,
-    )
-    .unwrap();
+    let (y, s) = run_umap(&both, 2 * n, &params, 2);
     assert!(
         matches!(s.init, InitUsed::PcaDisconnected { components } if components >= 2),
         "{:?}",
@@ -147,40 +136,33 @@ fn accuracy(y: &[f32], labels: &[u32], n: usize) -> f64 {
 fn umap_on_the_demo_set_separates_the_digits() {
     let n = 10_000;
     let (x, labels) = mnist(n);
-    let params = UmapParams::default();
-    let xm = MatRef::dense(&x, n, 784).unwrap();
-    let mut scratch = vec![0u8; umap::umap_scratch(n, 784, &params).bytes()];
-    let mut y = vec![0.0f32; n * 2];
-    let s = umap::umap(
-        xm,
-        &params,
-        &Threads::new(2),
-        &mut Silent,
-        &mut scratch,
-        &mut y,
-    )
-    .unwrap();
+    let (y, s) = run_umap(&x, n, &UmapParams::default(), 2);
     assert_eq!(s.init, InitUsed::Spectral);
     let acc = accuracy(&y, &labels, n);
     eprintln!("UMAP 10-NN accuracy on the demo set: {acc:.4}");
     assert!(acc >= 0.95, "accuracy {acc}");
 }
 
-fn umap_embedding(x: &[f32], n: usize) -> Vec<f32> {
-    let params = UmapParams::default();
+/// UMAP of `n` digits (784 columns) with `params` on `threads` threads: the 2-D embedding and
+/// the run's summary.
+fn run_umap(x: &[f32], n: usize, params: &UmapParams, threads: usize) -> (Vec<f32>, UmapSummary) {
     let xm = MatRef::dense(x, n, 784).unwrap();
-    let mut scratch = vec![0u8; umap::umap_scratch(n, 784, &params).bytes()];
+    let mut scratch = vec![0u8; umap::umap_scratch(n, 784, params).bytes()];
     let mut y = vec![0.0f32; n * 2];
-    umap::umap(
+    let s = umap::umap(
         xm,
-        &params,
-        &Threads::new(2),
+        params,
+        &Threads::new(threads),
         &mut Silent,
         &mut scratch,
         &mut y,
     )
     .unwrap();
-    y
+    (y, s)
+}
+
+fn umap_embedding(x: &[f32], n: usize) -> Vec<f32> {
+    run_umap(x, n, &UmapParams::default(), 2).0
 }
 
 /// Data sorted along the map (as a time series sorted along its trend would be) must map as
@@ -366,21 +348,7 @@ fn umap_is_bit_identical_on_1_2_and_4_threads() {
         knn: ember_core::neighbours::KnnMethod::Approx,
         ..UmapParams::default()
     };
-    let xm = MatRef::dense(&x, n, 784).unwrap();
-    let run = |threads: usize| {
-        let mut scratch = vec![0u8; umap::umap_scratch(n, 784, &params).bytes()];
-        let mut y = vec![0.0f32; n * 2];
-        umap::umap(
-            xm,
-            &params,
-            &Threads::new(threads),
-            &mut Silent,
-            &mut scratch,
-            &mut y,
-        )
-        .unwrap();
-        y
-    };
+    let run = |threads: usize| run_umap(&x, n, &params, threads).0;
     let one = run(1);
     for t in [2, 4] {
         assert!(
