@@ -43,8 +43,10 @@ pub const CLIP: f32 = 4.0;
 const UMAP_EPS: f32 = 0.001;
 /// Rows per parallel task (fixed: results never depend on the thread count).
 const TASK_ROWS: usize = 512;
+/// Step of NCE's log Z per epoch, times the annealing factor, on the clipped mean gradient.
+const NCE_LOG_Z_RATE: f64 = 0.1;
 
-/// UMAP's per-sample terms as functions of d², tabulated on d²'s f32 bit pattern: 2^STEP_BITS
+/// UMAP's per-sample terms as functions of d², tabulated on d²'s f32 bit pattern: 2^CURVE_STEP_BITS
 /// nodes per octave from 2^-CURVE_LOW_OCTAVE over CURVE_OCTAVES octaves, linear between them
 /// (so linear in d² within each node interval). Below the range the first node's value
 /// is used (every term is flat there: ε and the clip dominate), above it the last's.
@@ -67,14 +69,18 @@ pub const CURVE_TOLERANCE: f32 = 1e-4;
 /// losses are only reported, never differentiated.
 pub const CURVE_LOSS_TOLERANCE: f32 = 2e-3;
 
-/// The tables of `UmapCurve`, one after another in caller scratch.
+/// The tables of `UmapCurve`, one after another in caller scratch, in this order.
 const CURVE_TABLES: usize = 4;
+const POSITIVE_COEF: usize = 0;
+const NEGATIVE_COEF: usize = 1;
+const POSITIVE_LOSS: usize = 2;
+const NEGATIVE_LOSS: usize = 3;
 
 /// UMAP's coefficients and losses at a = `a`, b = `b`, tabulated (see `CURVE_NODES`).
 struct UmapCurve<'a> {
     a: f32,
     b: f32,
-    /// positive coefficient, negative coefficient, positive loss, negative loss
+    /// `CURVE_TABLES` tables of `CURVE_LEN` entries.
     tables: &'a mut [f32],
 }
 
@@ -97,8 +103,7 @@ impl UmapCurve<'_> {
         }
     }
 
-    /// Table `table` (0 positive coefficient, 1 negative coefficient, 2 positive loss,
-    /// 3 negative loss) at `d2` ≥ 0.
+    /// Table `table` (`POSITIVE_COEF` … `NEGATIVE_LOSS`) at `d2` ≥ 0.
     #[inline(always)]
     fn at(&self, table: usize, d2: f32) -> f32 {
         let off = d2
@@ -112,8 +117,22 @@ impl UmapCurve<'_> {
         lo + f * (hi - lo)
     }
 }
-/// Step of NCE's log Z per epoch, times the annealing factor, on the clipped mean gradient.
-const NCE_LOG_Z_RATE: f64 = 0.1;
+
+/// UMAP's terms at squared distance `d2` in f64 with libm, the tables' reference, in table
+/// order (`POSITIVE_COEF` … `NEGATIVE_LOSS`), as `positive` and `negative` define them.
+fn umap_terms_exact(a: f32, b: f32, d2: f32) -> [f32; CURVE_TABLES] {
+    let (a, b, x) = (a as f64, b as f64, d2 as f64);
+    let x2b = libm::pow(x, b);
+    let w = 1.0 / (1.0 + a * x2b);
+    let low = CLAMP_LOW as f64;
+    [
+        a * b * libm::pow(x, b - 1.0) * w,
+        -b * w / (UMAP_EPS as f64 + x),
+        -libm::log(w.max(low)),
+        -libm::log((a * x2b * w).max(low)),
+    ]
+    .map(|v| v as f32)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Loss {
@@ -176,23 +195,6 @@ pub(crate) fn positive(k: Kernel, d2: f32, want_loss: bool) -> (f32, f32, f32) {
         // InfoNCE is not pairwise; see `info_nce_terms`.
         Kernel::InfoNce { .. } => (0.0, 0.0, 0.0),
     }
-}
-
-/// UMAP's terms at squared distance `d2` in f64 with libm, the tables' reference:
-/// (positive coefficient, negative coefficient, positive loss, negative loss), as
-/// `positive` and `negative` define them.
-fn umap_terms_exact(a: f32, b: f32, d2: f32) -> [f32; CURVE_TABLES] {
-    let (a, b, x) = (a as f64, b as f64, d2 as f64);
-    let x2b = libm::pow(x, b);
-    let w = 1.0 / (1.0 + a * x2b);
-    let low = CLAMP_LOW as f64;
-    [
-        a * b * libm::pow(x, b - 1.0) * w,
-        -b * w / (UMAP_EPS as f64 + x),
-        -libm::log(w.max(low)),
-        -libm::log((a * x2b * w).max(low)),
-    ]
-    .map(|v| v as f32)
 }
 
 /// Coefficient, loss and ∂loss/∂log c of one negative term at squared distance `d2`.
@@ -719,15 +721,15 @@ fn epoch_rows<const D: usize>(
                     let c = input.curve;
                     let mut loss = 0.0;
                     for u in 0..used {
-                        coef_neg[u] = c.at(1, d2_neg[u]);
+                        coef_neg[u] = c.at(NEGATIVE_COEF, d2_neg[u]);
                     }
                     if want_loss {
-                        loss = c.at(2, d2_pos);
+                        loss = c.at(POSITIVE_LOSS, d2_pos);
                         for &d in &d2_neg[..used] {
-                            loss += c.at(3, d);
+                            loss += c.at(NEGATIVE_LOSS, d);
                         }
                     }
-                    (c.at(0, d2_pos), loss, 0.0)
+                    (c.at(POSITIVE_COEF, d2_pos), loss, 0.0)
                 }
                 _ => {
                     let (cp, mut loss, mut dz) = positive(k, d2_pos, want_loss);
@@ -1277,7 +1279,7 @@ mod tests {
                 for t in 0..CURVE_TABLES {
                     let (got, want) = (curve.at(t, d2) as f64, want[t] as f64);
                     // Coefficients relative, losses absolute.
-                    let err = if t < 2 {
+                    let err = if t < POSITIVE_LOSS {
                         ((got - want) / want).abs()
                     } else {
                         (got - want).abs()
@@ -1287,12 +1289,19 @@ mod tests {
                 d2 *= 1.0123;
             }
             // The exact terms where the tables are not: at 0 and beyond the last node.
-            assert_eq!(curve.at(1, 0.0), umap_terms_exact(a, b, 2f32.powi(-24))[1]);
-            assert_eq!(curve.at(1, 1e30), umap_terms_exact(a, b, 2f32.powi(24))[1]);
+            let (lo, hi) = (2f32.powi(-24), 2f32.powi(24));
+            assert_eq!(
+                curve.at(NEGATIVE_COEF, 0.0),
+                umap_terms_exact(a, b, lo)[NEGATIVE_COEF]
+            );
+            assert_eq!(
+                curve.at(NEGATIVE_COEF, 1e30),
+                umap_terms_exact(a, b, hi)[NEGATIVE_COEF]
+            );
         }
         eprintln!("UMAP curve tables: worst errors {worst:?}");
         for (t, w) in worst.iter().enumerate() {
-            let tol = if t < 2 {
+            let tol = if t < POSITIVE_LOSS {
                 CURVE_TOLERANCE
             } else {
                 CURVE_LOSS_TOLERANCE
