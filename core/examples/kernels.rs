@@ -14,6 +14,8 @@ use ember_core::{MatRef, Rng, Silent};
 
 #[path = "common/recall.rs"]
 mod common;
+#[path = "common/raw.rs"]
+mod raw;
 use std::time::Instant;
 
 fn main() {
@@ -185,11 +187,7 @@ fn load(source: &str) -> (Vec<f32>, usize, usize, String) {
         (x, n, d, "mixture".into())
     } else {
         let d: usize = parts[1].parse().unwrap();
-        let bytes = std::fs::read(parts[0]).unwrap();
-        let x: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
+        let x = raw::read_f32(parts[0]);
         let n = x.len() / d;
         let name = std::path::Path::new(parts[0])
             .file_stem()

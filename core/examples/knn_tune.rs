@@ -13,16 +13,14 @@ use ember_core::threads::Threads;
 
 #[path = "common/recall.rs"]
 mod common;
+#[path = "common/raw.rs"]
+mod raw;
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
-    let bytes = std::fs::read(&a[1]).unwrap();
+    let x = raw::read_f32(&a[1]);
     let d: usize = a[2].parse().unwrap();
     let k: usize = a[3].parse().unwrap();
-    let x: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
     let n = x.len() / d;
     let m = MatRef::dense(&x, n, d).unwrap();
     let p = NnDescentParams {

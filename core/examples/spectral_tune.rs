@@ -9,15 +9,13 @@ use ember_core::threads::Threads;
 use ember_core::umap::{UmapParams, fuzzy_graph, fuzzy_graph_scratch};
 use ember_core::{Control, MatRef, Progress};
 
+#[path = "common/raw.rs"]
+mod raw;
 fn main() {
     let a: Vec<String> = std::env::args().collect();
-    let bytes = std::fs::read(&a[1]).unwrap();
+    let x = raw::read_f32(&a[1]);
     let d: usize = a[2].parse().unwrap();
     let reps: usize = a.get(3).map_or(5, |v| v.parse().unwrap());
-    let x: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
     let n = x.len() / d;
     let m = MatRef::dense(&x, n, d).unwrap();
     let threads = std::env::var("THREADS").map_or(0, |v| v.parse().unwrap());
