@@ -469,24 +469,24 @@ fn normalise(v: &mut [f64]) -> f64 {
 /// pass reads the earlier basis once rather than once per vector. The first pass uses only
 /// the vectors of `prev` from `local_from` on (with `trivial`): B is symmetric, so B applied
 /// to a Krylov block is orthogonal to all but the blocks beside it, up to rounding. The
-/// second pass adds the first `kept` vectors of `prev`, the Ritz vectors a thick restart
+/// second pass adds the first `leading` vectors of `prev`, the Ritz vectors a thick restart
 /// carried over: rounding makes a Lanczos basis lose orthogonality mostly towards converged
-/// Ritz vectors (Paige), and those are the ones kept. The caller passes all of `prev` once
-/// the Ritz vectors show that this was not enough.
+/// Ritz vectors (Paige), and those are the ones kept. Once the Ritz vectors show that this
+/// was not enough, the caller passes `leading` = all of `prev`.
 fn project_out(
     par: &dyn Parallel,
     block: &mut [f64],
     trivial: &[f64],
     prev: &[f64],
     local_from: usize,
-    kept: usize,
+    leading: usize,
     partials: &mut [f64],
     coef: &mut [f64],
 ) {
     let n = trivial.len();
     let (width, m) = (block.len() / n, prev.len() / n + 1);
     // Basis index p: 0 is `trivial`, p ≥ 1 is prev's vector p − 1.
-    let used = |pass: usize, p: usize| p == 0 || p > local_from || (pass == 1 && p <= kept);
+    let used = |pass: usize, p: usize| p == 0 || p > local_from || (pass == 1 && p <= leading);
     let basis = |p: usize| -> &[f64] {
         if p == 0 {
             trivial
