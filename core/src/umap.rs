@@ -308,7 +308,8 @@ impl UmapParams {
         ensure(self.negatives < n, "negatives", "must be smaller than N")
     }
 
-    fn sgd(&self, n: usize, a: f32, b: f32) -> SgdParams {
+    /// The SGD settings a run uses, with the curve's `a` and `b`.
+    pub fn sgd(&self, n: usize, a: f32, b: f32) -> SgdParams {
         SgdParams {
             loss: Loss::Umap { a, b },
             dims: self.dims,

@@ -1,0 +1,90 @@
+//! Tuning aid for UMAP's SGD: `cargo run --release -p ember-core --features std --example
+//! sgd_tune -- FILE.f32 DIM [REPS]`. Builds UMAP's fuzzy graph and spectral start of the raw
+//! little-endian f32 rows once, then runs `ne::optimize` with UMAP's default settings REPS
+//! times (default 5) from that start and prints the best and median times, the samples
+//! drawn and a fingerprint (FNV-1a of the output bits) that tells whether a change kept the
+//! same result. THREADS=t uses t threads; EPOCHS=e runs e epochs instead of the default.
+use ember_core::affinity::CsrRef;
+use ember_core::ne::{optimize, sgd_scratch};
+use ember_core::threads::Threads;
+use ember_core::umap::{
+    UmapParams, fit_ab, fuzzy_graph, fuzzy_graph_scratch, init_scratch, initialise,
+};
+use ember_core::{Control, MatRef, Progress};
+
+#[path = "common/raw.rs"]
+mod raw;
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let x = raw::read_f32(&a[1]);
+    let d: usize = a[2].parse().unwrap();
+    let reps: usize = a.get(3).map_or(5, |v| v.parse().unwrap());
+    let n = x.len() / d;
+    let m = MatRef::dense(&x, n, d).unwrap();
+    let par = Threads::new(env("THREADS"));
+    let mut params = UmapParams::default();
+    params.epochs = env("EPOCHS");
+    let cap = 2 * n * (params.neighbors - 1);
+    let (mut indptr, mut indices, mut values) =
+        (vec![0usize; n + 1], vec![0u32; cap], vec![0f32; cap]);
+    let mut sc = vec![0u8; fuzzy_graph_scratch(n, d, &params).bytes()];
+    let mut quiet = |_: &Progress| Control::Continue;
+    let nnz = fuzzy_graph(
+        m,
+        &params,
+        &par,
+        &mut quiet,
+        &mut sc,
+        &mut indptr,
+        &mut indices,
+        &mut values,
+    )
+    .unwrap();
+    let graph = CsrRef {
+        indptr: &indptr,
+        indices: &indices[..nnz],
+        values: &values[..nnz],
+    };
+    let dims = params.dims;
+    let mut start = vec![0f32; n * dims];
+    let mut sc = vec![0u8; init_scratch(n, d, dims).bytes()];
+    let init = initialise(
+        m,
+        graph,
+        params.init,
+        dims,
+        params.seed,
+        &par,
+        &mut sc,
+        &mut start,
+    )
+    .unwrap();
+    let (ca, cb) = fit_ab(params.spread, params.min_dist).unwrap();
+    let sgd = params.sgd(n, ca, cb);
+    let mut sc = vec![0u8; sgd_scratch(n, nnz, dims).bytes()];
+    let mut y = start.clone();
+    let mut times = Vec::new();
+    let mut samples = 0;
+    for _ in 0..reps {
+        y.copy_from_slice(&start);
+        let t = std::time::Instant::now();
+        samples = optimize(graph, &sgd, &par, &mut quiet, &mut sc, &mut y)
+            .unwrap()
+            .samples;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let print: u64 = y.iter().fold(0xcbf2_9ce4_8422_2325, |h, v| {
+        (h ^ v.to_bits() as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    println!(
+        "n {n} nnz {nnz} init {init:?} epochs {}: best {:.3} s, median {:.3} s, {samples} samples, fingerprint {print:016x}",
+        sgd.epochs,
+        times[0],
+        times[times.len() / 2],
+    );
+}
+
+fn env(name: &str) -> usize {
+    std::env::var(name).map_or(0, |v| v.parse().unwrap())
+}
