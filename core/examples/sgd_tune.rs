@@ -22,8 +22,10 @@ fn main() {
     let n = x.len() / d;
     let m = MatRef::dense(&x, n, d).unwrap();
     let par = Threads::new(env("THREADS"));
-    let mut params = UmapParams::default();
-    params.epochs = env("EPOCHS");
+    let params = UmapParams {
+        epochs: env("EPOCHS"),
+        ..UmapParams::default()
+    };
     let cap = 2 * n * (params.neighbors - 1);
     let (mut indptr, mut indices, mut values) =
         (vec![0usize; n + 1], vec![0u32; cap], vec![0f32; cap]);

@@ -683,85 +683,118 @@ fn epoch_rows<const D: usize>(
     for i in start..end {
         let yi = &mut y[(i - start) * dims..(i - start + 1) * dims];
         let mut rng: Option<Rng> = None;
-        for e in input.graph.indptr[i]..input.graph.indptr[i + 1] {
-            let slot = &mut sched[e - e0];
-            if *slot > now {
-                continue;
-            }
-            *slot += input.epochs_per_sample[e];
-            let rng = rng.get_or_insert_with(|| Rng::stream(epoch_seed, i as u64));
-            let j = input.cols[e] as usize;
-            let yj = &snap[j * dims..(j + 1) * dims];
-            let d2_pos = sq_dist(yi, yj, dims);
-            // Negatives: uniform over the other points (a draw of i itself is skipped).
-            let mut used = 0;
-            for _ in 0..m {
-                let l = rng.below(n);
-                if l == i {
-                    continue;
-                }
-                neg_idx[used] = l as u32;
-                d2_neg[used] = sq_dist(yi, &snap[l * dims..(l + 1) * dims], dims);
-                used += 1;
-            }
-            let (cp, loss, dz) = match k {
-                Kernel::InfoNce { inv_iota } => {
-                    let (c, l) =
-                        info_nce_terms(inv_iota, d2_pos, &d2_neg[..used], &mut coef_neg[..used]);
-                    (c, if want_loss { l } else { 0.0 }, 0.0)
-                }
-                // NEG's ∂/∂log c is needed only by NCE, which takes the scalar path.
-                Kernel::Neg { c } if !input.learns_z => {
-                    let ln =
-                        neg_negative_coefs(c, &d2_neg[..used], &mut coef_neg[..used], want_loss);
-                    let (cp, lp, _) = positive(k, d2_pos, want_loss);
-                    (cp, lp + ln, 0.0)
-                }
-                Kernel::Umap { .. } => {
-                    let c = input.curve;
-                    let mut loss = 0.0;
-                    for u in 0..used {
-                        coef_neg[u] = c.at(NEGATIVE_COEF, d2_neg[u]);
+        let (row_lo, row_hi) = (input.graph.indptr[i], input.graph.indptr[i + 1]);
+        // Due edges by mask, 64 at a time, in the row's visiting order.
+        for base in (row_lo..row_hi).step_by(64) {
+            let top = (base + 64).min(row_hi);
+            let mut due = due_mask(&sched[base - e0..top - e0], now);
+            while due != 0 {
+                let e = base + due.trailing_zeros() as usize;
+                due &= due - 1;
+                let slot = &mut sched[e - e0];
+                *slot += input.epochs_per_sample[e];
+                let rng = rng.get_or_insert_with(|| Rng::stream(epoch_seed, i as u64));
+                let j = input.cols[e] as usize;
+                let yj = &snap[j * dims..(j + 1) * dims];
+                let d2_pos = sq_dist(yi, yj, dims);
+                // Negatives: uniform over the other points (a draw of i itself is skipped).
+                let mut used = 0;
+                for _ in 0..m {
+                    let l = rng.below(n);
+                    if l == i {
+                        continue;
                     }
-                    if want_loss {
-                        loss = c.at(POSITIVE_LOSS, d2_pos);
-                        for &d in &d2_neg[..used] {
-                            loss += c.at(NEGATIVE_LOSS, d);
+                    neg_idx[used] = l as u32;
+                    d2_neg[used] = sq_dist(yi, &snap[l * dims..(l + 1) * dims], dims);
+                    used += 1;
+                }
+                let (cp, loss, dz) = match k {
+                    Kernel::InfoNce { inv_iota } => {
+                        let (c, l) = info_nce_terms(
+                            inv_iota,
+                            d2_pos,
+                            &d2_neg[..used],
+                            &mut coef_neg[..used],
+                        );
+                        (c, if want_loss { l } else { 0.0 }, 0.0)
+                    }
+                    // NEG's ∂/∂log c is needed only by NCE, which takes the scalar path.
+                    Kernel::Neg { c } if !input.learns_z => {
+                        let ln = neg_negative_coefs(
+                            c,
+                            &d2_neg[..used],
+                            &mut coef_neg[..used],
+                            want_loss,
+                        );
+                        let (cp, lp, _) = positive(k, d2_pos, want_loss);
+                        (cp, lp + ln, 0.0)
+                    }
+                    Kernel::Umap { .. } => {
+                        let c = input.curve;
+                        let mut loss = 0.0;
+                        for u in 0..used {
+                            coef_neg[u] = c.at(NEGATIVE_COEF, d2_neg[u]);
                         }
+                        if want_loss {
+                            loss = c.at(POSITIVE_LOSS, d2_pos);
+                            for &d in &d2_neg[..used] {
+                                loss += c.at(NEGATIVE_LOSS, d);
+                            }
+                        }
+                        (c.at(POSITIVE_COEF, d2_pos), loss, 0.0)
                     }
-                    (c.at(POSITIVE_COEF, d2_pos), loss, 0.0)
-                }
-                _ => {
-                    let (cp, mut loss, mut dz) = positive(k, d2_pos, want_loss);
-                    for u in 0..used {
-                        let (cn, ln, zn) = negative(k, d2_neg[u], want_loss);
-                        coef_neg[u] = cn;
-                        loss += ln;
-                        dz += zn;
+                    _ => {
+                        let (cp, mut loss, mut dz) = positive(k, d2_pos, want_loss);
+                        for u in 0..used {
+                            let (cn, ln, zn) = negative(k, d2_neg[u], want_loss);
+                            coef_neg[u] = cn;
+                            loss += ln;
+                            dz += zn;
+                        }
+                        (cp, loss, dz)
                     }
-                    (cp, loss, dz)
-                }
-            };
-            loss_sum += loss as f64;
-            dz_sum += dz as f64;
-            samples += 1.0;
-            // Step on the sample's gradient, every term clipped; attraction twice (see above).
-            let mut step = [0.0f32; MAX_DIMS];
-            for d in 0..dims {
-                step[d] = 2.0 * clip(2.0 * cp * (yi[d] - yj[d]));
-            }
-            for u in 0..used {
-                let yl = &snap[neg_idx[u] as usize * dims..];
+                };
+                loss_sum += loss as f64;
+                dz_sum += dz as f64;
+                samples += 1.0;
+                // Step on the sample's gradient, every term clipped; attraction twice (see above).
+                let mut step = [0.0f32; MAX_DIMS];
                 for d in 0..dims {
-                    step[d] += rep_w * clip(2.0 * coef_neg[u] * (yi[d] - yl[d]));
+                    step[d] = 2.0 * clip(2.0 * cp * (yi[d] - yj[d]));
                 }
-            }
-            for d in 0..dims {
-                yi[d] -= alpha * step[d];
+                for u in 0..used {
+                    let yl = &snap[neg_idx[u] as usize * dims..];
+                    for d in 0..dims {
+                        step[d] += rep_w * clip(2.0 * coef_neg[u] * (yi[d] - yl[d]));
+                    }
+                }
+                for d in 0..dims {
+                    yi[d] -= alpha * step[d];
+                }
             }
         }
     }
     [loss_sum, dz_sum, samples]
+}
+
+/// Bit b set where `sched[b] <= now`, for at most 64 entries. About a third of the edges
+/// are due in an epoch, in no pattern, so a test-and-branch per edge mispredicts often;
+/// walking the mask's bits took about 20 % off UMAP's SGD (the same bits).
+#[inline(always)]
+fn due_mask(sched: &[f32], now: f32) -> u64 {
+    use wide::f32x4;
+    let vnow = f32x4::splat(now);
+    let mut due = 0u64;
+    let mut quads = sched.chunks_exact(4);
+    for (q, c) in quads.by_ref().enumerate() {
+        let v = f32x4::from([c[0], c[1], c[2], c[3]]);
+        due |= (v.simd_le(vnow).to_bitmask() as u64) << (4 * q);
+    }
+    let done = sched.len() - quads.remainder().len();
+    for (b, &t) in quads.remainder().iter().enumerate() {
+        due |= ((t <= now) as u64) << (done + b);
+    }
+    due
 }
 
 /// Which member of the contrastive family `ne` optimises.
