@@ -94,6 +94,8 @@ const WAVE: usize = 1024;
 const MAX_WAVE_TASKS: usize = WAVE.div_ceil(TASK_ROWS);
 /// Most row ranges that apply heap updates in parallel.
 const MAX_APPLY_PARTS: usize = 16;
+/// Updates sorted by part per block in `apply_updates` (two offers each, 24 KB of stack).
+const APPLY_BLOCK: usize = 1024;
 
 /// Applies `segs` in order: each update offers b to a's heap and, when flagged, a to b's.
 /// The rows are split into one range per thread; every range scans all updates and applies
@@ -105,17 +107,26 @@ fn apply_updates(par: &dyn Parallel, segs: &[&[Update]], heaps: &SharedHeaps) ->
     let part = n.div_ceil(parts).max(1);
     let changed = core::sync::atomic::AtomicUsize::new(0);
     par.run(parts, &|t| {
-        let rows = (t * part).min(n)..((t + 1) * part).min(n);
+        let (lo, hi) = ((t * part).min(n), ((t + 1) * part).min(n));
+        let mine = |row: u32| (row as usize).wrapping_sub(lo) < hi - lo;
         let mut count = 0;
+        // The offers for this part's rows, gathered a block at a time without a branch per
+        // update (with several parts, whether a row is ours follows no pattern), then
+        // applied in the updates' order.
+        let mut offers = [(0u32, 0u32, 0f32); 2 * APPLY_BLOCK];
         for seg in segs {
-            for u in seg.iter() {
-                let (a, b, d) = (u.a as usize, u.b as usize, u.d.abs());
-                // SAFETY: part t alone touches the heaps of its rows.
-                if rows.contains(&a) {
-                    count += unsafe { heaps.heap(a) }.push(d, u.b) as usize;
+            for block in seg.chunks(APPLY_BLOCK) {
+                let mut m = 0;
+                for u in block {
+                    let d = u.d.abs();
+                    offers[m] = (u.a, u.b, d);
+                    m += mine(u.a) as usize;
+                    offers[m] = (u.b, u.a, d);
+                    m += (u.both() & mine(u.b)) as usize;
                 }
-                if u.both() && rows.contains(&b) {
-                    count += unsafe { heaps.heap(b) }.push(d, u.a) as usize;
+                for &(row, j, d) in &offers[..m] {
+                    // SAFETY: part t alone touches the heaps of its rows.
+                    count += unsafe { heaps.heap(row as usize) }.push(d, j) as usize;
                 }
             }
         }
@@ -192,14 +203,16 @@ struct Update {
 }
 
 impl Update {
-    /// The pair (a, b) at distance d offered to a's heap, b's heap, or both; None if neither.
+    /// The pair (a, b) at distance d offered to a's heap, b's heap, or both (meaningless if
+    /// neither). `d` must not be negative.
     #[inline(always)]
-    fn new(a: u32, b: u32, d: f32, to_a: bool, to_b: bool) -> Option<Update> {
-        match (to_a, to_b) {
-            (true, true) => Some(Update { a, b, d: -d }),
-            (true, false) => Some(Update { a, b, d }),
-            (false, true) => Some(Update { a: b, b: a, d }),
-            (false, false) => None,
+    fn new(a: u32, b: u32, d: f32, to_a: bool, to_b: bool) -> Update {
+        let (a, b) = if to_a { (a, b) } else { (b, a) };
+        let both = ((to_a & to_b) as u32) << 31;
+        Update {
+            a,
+            b,
+            d: f32::from_bits(d.to_bits() | both),
         }
     }
 
@@ -671,10 +684,10 @@ fn descend<S: Rows>(
                                     // refused here would be refused when applied.
                                     let (to_a, to_b) =
                                         (dv < threshold(a as usize), dv < threshold(b as usize));
-                                    if let Some(u) = Update::new(a, b, dv, to_a, to_b) {
-                                        out[used] = u;
-                                        used += 1;
-                                    }
+                                    // Written either way, kept only if wanted: whether
+                                    // a heap wants a pair follows no pattern.
+                                    out[used] = Update::new(a, b, dv, to_a, to_b);
+                                    used += (to_a | to_b) as usize;
                                 }
                             }
                         }
