@@ -117,10 +117,12 @@ impl<'a> MatRef<'a> {
         let mut largest = 0.0f32;
         for i in 0..self.rows {
             let row = self.row(i);
-            if let Some(col) = row.iter().position(|v| !v.is_finite()) {
+            let (finite, row_largest) = finite_and_largest(row);
+            if !finite {
+                let col = row.iter().position(|v| !v.is_finite()).unwrap_or(0);
                 return Err(Error::NonFinite { row: i, col });
             }
-            largest = row.iter().fold(largest, |m, v| m.max(v.abs()));
+            largest = largest.max(row_largest);
         }
         let limit = libm::sqrtf(f32::MAX / (4.0 * self.cols.max(1) as f32));
         if largest > limit || (largest > 0.0 && largest < SMALLEST_SCALE) {
@@ -128,6 +130,26 @@ impl<'a> MatRef<'a> {
         }
         Ok(())
     }
+}
+
+/// Whether every value of `v` is finite, and the largest magnitude, in one pass of eight
+/// lanes (v − v is 0 for a finite value and NaN otherwise).
+fn finite_and_largest(v: &[f32]) -> (bool, f32) {
+    use wide::f32x8;
+    let (mut probe, mut largest) = (f32x8::ZERO, f32x8::ZERO);
+    let mut chunks = v.chunks_exact(8);
+    for c in chunks.by_ref() {
+        let x = f32x8::from(<[f32; 8]>::try_from(c).unwrap_or_default());
+        probe += x - x;
+        largest = largest.max(x.abs());
+    }
+    let mut finite = probe.to_array().iter().all(|p| *p == 0.0);
+    let mut top = largest.to_array().iter().fold(0.0f32, |m, &l| m.max(l));
+    for &x in chunks.remainder() {
+        finite &= x.is_finite();
+        top = top.max(x.abs());
+    }
+    (finite, top)
 }
 
 impl MatRef<'_> {
@@ -229,5 +251,21 @@ mod tests {
             MatRef::dense(&bad, 1, 2).unwrap().check_values(),
             Err(Error::NonFinite { row: 0, col: 1 })
         );
+        // In the eight-lane part of a row and in its tail, NaN and both infinities.
+        for col in [0, 5, 7, 8, 11, 16, 18] {
+            for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut row = vec![1.0f32; 19 * 2];
+                row[19 + col] = v;
+                assert_eq!(
+                    MatRef::dense(&row, 2, 19).unwrap().check_values(),
+                    Err(Error::NonFinite { row: 1, col }),
+                    "{v} at column {col}"
+                );
+            }
+        }
+        let (finite, largest) =
+            finite_and_largest(&[1.0, -7.5, 3.0, 0.0, 2.0, 1.0, 1.0, 1.0, -9.0]);
+        assert!(finite);
+        assert_eq!(largest, 9.0);
     }
 }
