@@ -4,49 +4,27 @@
 //! times (default 5) from that start and prints the best and median times, the samples
 //! drawn and a fingerprint (FNV-1a of the output bits) that tells whether a change kept the
 //! same result. THREADS=t uses t threads; EPOCHS=e runs e epochs instead of the default.
-use ember_core::affinity::CsrRef;
 use ember_core::ne::{optimize, sgd_scratch};
 use ember_core::threads::Threads;
-use ember_core::umap::{
-    UmapParams, fit_ab, fuzzy_graph, fuzzy_graph_scratch, init_scratch, initialise,
-};
+use ember_core::umap::{UmapParams, fit_ab, init_scratch, initialise};
 use ember_core::{Control, MatRef, Progress};
 
+#[path = "common/graph.rs"]
+mod graph;
 #[path = "common/raw.rs"]
 mod raw;
 fn main() {
-    let a: Vec<String> = std::env::args().collect();
-    let x = raw::read_f32(&a[1]);
-    let d: usize = a[2].parse().unwrap();
-    let reps: usize = a.get(3).map_or(5, |v| v.parse().unwrap());
-    let n = x.len() / d;
+    let (x, n, d, reps) = graph::rows_from_args();
     let m = MatRef::dense(&x, n, d).unwrap();
     let par = Threads::new(env("THREADS"));
     let params = UmapParams {
         epochs: env("EPOCHS"),
         ..UmapParams::default()
     };
-    let cap = 2 * n * (params.neighbors - 1);
-    let (mut indptr, mut indices, mut values) =
-        (vec![0usize; n + 1], vec![0u32; cap], vec![0f32; cap]);
-    let mut sc = vec![0u8; fuzzy_graph_scratch(n, d, &params).bytes()];
+    let built = graph::Graph::build(m, &params, &par);
+    let graph = built.csr();
+    let nnz = graph.nnz();
     let mut quiet = |_: &Progress| Control::Continue;
-    let nnz = fuzzy_graph(
-        m,
-        &params,
-        &par,
-        &mut quiet,
-        &mut sc,
-        &mut indptr,
-        &mut indices,
-        &mut values,
-    )
-    .unwrap();
-    let graph = CsrRef {
-        indptr: &indptr,
-        indices: &indices[..nnz],
-        values: &values[..nnz],
-    };
     let dims = params.dims;
     let mut start = vec![0f32; n * dims];
     let mut sc = vec![0u8; init_scratch(n, d, dims).bytes()];

@@ -3,46 +3,24 @@
 //! little-endian f32 rows once, then times `spectral_embedding` REPS times (default 5) and
 //! prints the best and median times, the outcome, the eigenvalues, the worst residual
 //! ‖L v − λ v‖ and the worst departure from orthonormality. THREADS=t uses t threads.
-use ember_core::affinity::CsrRef;
+use ember_core::MatRef;
 use ember_core::spectral::{spectral_embedding, spectral_scratch};
 use ember_core::threads::Threads;
-use ember_core::umap::{UmapParams, fuzzy_graph, fuzzy_graph_scratch};
-use ember_core::{Control, MatRef, Progress};
+use ember_core::umap::UmapParams;
 
+#[path = "common/graph.rs"]
+mod graph;
 #[path = "common/raw.rs"]
 mod raw;
 fn main() {
-    let a: Vec<String> = std::env::args().collect();
-    let x = raw::read_f32(&a[1]);
-    let d: usize = a[2].parse().unwrap();
-    let reps: usize = a.get(3).map_or(5, |v| v.parse().unwrap());
-    let n = x.len() / d;
+    let (x, n, d, reps) = graph::rows_from_args();
     let m = MatRef::dense(&x, n, d).unwrap();
     let threads = std::env::var("THREADS").map_or(0, |v| v.parse().unwrap());
     let par = Threads::new(threads);
     let params = UmapParams::default();
-    let cap = 2 * n * (params.neighbors - 1);
-    let (mut indptr, mut indices, mut values) =
-        (vec![0usize; n + 1], vec![0u32; cap], vec![0f32; cap]);
-    let mut sc = vec![0u8; fuzzy_graph_scratch(n, d, &params).bytes()];
-    let mut quiet = |_: &Progress| Control::Continue;
-    let nnz = fuzzy_graph(
-        m,
-        &params,
-        &par,
-        &mut quiet,
-        &mut sc,
-        &mut indptr,
-        &mut indices,
-        &mut values,
-    )
-    .unwrap();
-    drop(sc);
-    let graph = CsrRef {
-        indptr: &indptr,
-        indices: &indices[..nnz],
-        values: &values[..nnz],
-    };
+    let built = graph::Graph::build(m, &params, &par);
+    let graph = built.csr();
+    let nnz = graph.nnz();
     let dims = params.dims;
     let mut sc = vec![0u8; spectral_scratch(n, dims).bytes()];
     let (mut vecs, mut vals) = (vec![0f64; n * dims], vec![0f64; dims]);
