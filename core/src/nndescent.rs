@@ -94,7 +94,8 @@ const WAVE: usize = 1024;
 const MAX_WAVE_TASKS: usize = WAVE.div_ceil(TASK_ROWS);
 /// Most row ranges that apply heap updates in parallel.
 const MAX_APPLY_PARTS: usize = 16;
-/// Updates sorted by part per block in `apply_updates` (two offers each, 24 KB of stack).
+/// Updates whose offers a part gathers at a time in `apply_updates` (two offers each, 24 KB
+/// of stack).
 const APPLY_BLOCK: usize = 1024;
 
 /// Applies `segs` in order: each update offers b to a's heap and, when flagged, a to b's.
