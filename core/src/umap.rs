@@ -2,7 +2,7 @@
 //! output curve, spectral initialisation, and SGD through the contrastive engine in `ne`.
 //!
 //! Conventions follow umap-learn so that its users get what they expect: `neighbors` counts
-//! the point itself (15 means 14 other points), the target of the bisection is log₂(neighbors),
+//! the point itself (15 means 14 other points), the memberships of a row sum to log₂(neighbors),
 //! distances are Euclidean (not squared), and edges lighter than max/epochs are dropped.
 
 use crate::affinity::{self, Combine, CsrRef};
@@ -18,7 +18,7 @@ use crate::parallel::{Parallel, for_row_chunks};
 use crate::scratch::{Scratch, ScratchSize};
 use crate::spectral::{self, SpectralOutcome};
 
-/// Bisection steps for σ (as umap-learn).
+/// Most steps of the search for σ (umap-learn's bisection count).
 const SIGMA_STEPS: usize = 64;
 /// Relative floor of σ against the mean neighbour distance.
 const MIN_SIGMA_SCALE: f64 = 1e-3;
@@ -27,7 +27,7 @@ const TASK_ROWS: usize = 256;
 
 /// Turns each row of `k` ascending neighbour distances into directed memberships
 /// `v_{j|i} = exp(−max(0, d_ij − ρ_i)/σ_i)` in place, with ρ_i the nearest non-zero distance and
-/// σ_i found by bisection so the row sums to log₂(k + 1). Distances must be the metric itself
+/// σ_i found so the row sums to log₂(k + 1). Distances must be the metric itself
 /// (Euclidean, not squared).
 pub fn smooth_knn(dist: &mut [f32], k: usize, par: &dyn Parallel) -> Result<()> {
     ensure(
@@ -81,35 +81,51 @@ fn memberships_row(d: &mut [f32], target: f64, rho_nearest: bool) {
     } else {
         0.0
     };
-    let sum_at = |sigma: f64| -> f64 {
-        d.iter()
-            .map(|&v| {
-                let excess = v as f64 - rho;
-                if excess > 0.0 {
-                    libm::exp(-excess / sigma)
-                } else {
-                    1.0
-                }
-            })
-            .sum()
+    // The row sum and its derivative in σ: Σ e^(−x/σ) and Σ e^(−x/σ)·x/σ² over the excesses
+    // x > 0 (each x ≤ 0 adds 1).
+    let sum_at = |sigma: f64| -> (f64, f64) {
+        let (mut s, mut ds) = (0.0f64, 0.0f64);
+        for &v in d.iter() {
+            let excess = v as f64 - rho;
+            if excess > 0.0 {
+                let e = libm::exp(-excess / sigma);
+                s += e;
+                ds += e * excess;
+            } else {
+                s += 1.0;
+            }
+        }
+        (s, ds / (sigma * sigma))
     };
-    let (mut lo, mut hi, mut sigma) = (0.0f64, f64::INFINITY, 1.0f64);
+    // umap-learn bisects from σ = 1 to |sum − target| < 1e-5. The same test ends a bracketed
+    // Newton iteration here, from the scale of the excesses: a few steps instead of ~30.
+    let positive = d.iter().map(|&v| v as f64 - rho).filter(|&x| x > 0.0);
+    let (total, count) = positive.fold((0.0f64, 0usize), |(t, c), x| (t + x, c + 1));
+    let (mut lo, mut hi) = (0.0f64, f64::INFINITY);
+    let mut sigma = if count > 0 { total / count as f64 } else { 1.0 };
     for _ in 0..SIGMA_STEPS {
-        let s = sum_at(sigma);
+        let (s, slope) = sum_at(sigma);
         if (s - target).abs() < 1e-5 {
             break;
         }
+        // The sum grows with σ.
         if s > target {
             hi = sigma;
-            sigma = 0.5 * (lo + hi);
         } else {
             lo = sigma;
-            sigma = if hi.is_finite() {
-                0.5 * (lo + hi)
-            } else {
-                sigma * 2.0
-            };
         }
+        let newton = if slope > 0.0 {
+            sigma - (s - target) / slope
+        } else {
+            f64::NAN
+        };
+        sigma = if newton > lo && newton < hi {
+            newton
+        } else if hi.is_finite() {
+            0.5 * (lo + hi)
+        } else {
+            sigma * 2.0
+        };
     }
     let mean = d.iter().map(|&v| v as f64).sum::<f64>() / d.len() as f64;
     sigma = sigma.max(MIN_SIGMA_SCALE * mean);
@@ -587,6 +603,64 @@ mod tests {
         assert!(fit_ab(1.0, 2.0).is_err());
         assert!(fit_ab(0.0, 0.1).is_err());
         assert!(fit_ab(1.0, f32::NAN).is_err());
+    }
+
+    #[test]
+    fn newton_memberships_match_umap_learns_bisection() {
+        // umap-learn's search: bisection from σ = 1 until the sum is within 1e-5.
+        fn bisected(d: &[f32], target: f64) -> Vec<f32> {
+            let rho = d.iter().copied().find(|&v| v > 0.0).unwrap_or(0.0) as f64;
+            let sum = |s: f64| -> f64 {
+                d.iter()
+                    .map(|&v| (-(v as f64 - rho).max(0.0) / s).exp())
+                    .sum()
+            };
+            let (mut lo, mut hi, mut s) = (0.0f64, f64::INFINITY, 1.0f64);
+            for _ in 0..64 {
+                let v = sum(s);
+                if (v - target).abs() < 1e-5 {
+                    break;
+                }
+                if v > target {
+                    hi = s;
+                    s = 0.5 * (lo + hi);
+                } else {
+                    lo = s;
+                    s = if hi.is_finite() {
+                        0.5 * (lo + hi)
+                    } else {
+                        s * 2.0
+                    };
+                }
+            }
+            let mean = d.iter().map(|&v| v as f64).sum::<f64>() / d.len() as f64;
+            let s = s.max(MIN_SIGMA_SCALE * mean);
+            d.iter()
+                .map(|&v| (-(v as f64 - rho).max(0.0) / s).exp() as f32)
+                .collect()
+        }
+        let mut r = crate::Rng::new(3);
+        for k in [1usize, 2, 5, 14, 30] {
+            for scale in [1e-3f64, 1.0, 1e3, 1e5] {
+                for ties in [0usize, 1, 3] {
+                    let mut d: Vec<f32> = (0..k).map(|_| (r.uniform() * scale) as f32).collect();
+                    d.sort_by(f32::total_cmp);
+                    // Duplicates of the point (distance 0) and ties at the nearest distance.
+                    for v in d.iter_mut().take(ties.min(k)) {
+                        *v = 0.0;
+                    }
+                    let want = bisected(&d, libm::log2((k + 1) as f64));
+                    let mut got = d.clone();
+                    smooth_knn(&mut got, k, &Serial).unwrap();
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!(
+                            (g - w).abs() < 1e-4,
+                            "k {k} scale {scale} ties {ties}: {got:?} {want:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
