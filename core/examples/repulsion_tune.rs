@@ -28,7 +28,7 @@ fn main() {
     let par = Threads::new(threads);
     let params = FftParams::default();
     let kernel = OutputKernel::new(1.0).unwrap();
-    let mut sc = vec![0u8; fft_scratch(dims, &params).bytes()];
+    let mut sc = vec![0u8; fft_scratch(n, dims, &params).bytes()];
     let (mut rep, mut part) = (vec![0f32; n * dims], vec![0f64; partials_len(n)]);
     let mut times = Vec::new();
     let mut z = 0.0;

@@ -467,7 +467,7 @@ pub fn repulsion_scratch(method: RepulsionMethod, n: usize, dims: usize) -> Scra
         RepulsionMethod::BarnesHut { .. } => ScratchSize::new()
             .plus::<bh::BhNode>(bh::nodes_len(n))
             .plus::<u32>(n),
-        RepulsionMethod::Fft(p) => fft_scratch(dims, &p),
+        RepulsionMethod::Fft(p) => fft_scratch(n, dims, &p),
     }
 }
 

@@ -64,7 +64,7 @@ fn fft_repulsion_matches_exact_on_mnist_embeddings() {
                 ("default", FftParams::default(), default_tol),
                 ("fine", fine, 1e-2),
             ] {
-                let mut sc = vec![0u8; fft_scratch(2, &params).bytes()];
+                let mut sc = vec![0u8; fft_scratch(n, 2, &params).bytes()];
                 let z_ff =
                     repulsion_fft(&y, n, 2, k, &params, &par, &mut sc, &mut ff, &mut part).unwrap();
                 let (ef, ez) = (rel(&ff, &ex), (z_ff - z_ex).abs() / z_ex);
