@@ -56,35 +56,44 @@ np.save(sys.argv[2], np.asarray(y, dtype=np.float32))
 PY
 
 : > "$work/times"
-measure() { # name, output, command...
+once() { # name, command...: one timed run
+  local name=$1; shift
+  /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null 2> "$work/$name.log"
+  read -r wall kb < "$work/time"
+  echo "$name $wall $kb" >> "$work/times"
+}
+# The two tools take turns, run by run, so that both meet the same hours of this shared
+# machine; the setup's writes (the venv, x.npy) are flushed first so that neither meets them.
+measure() { # name, output, command... (ember's run); the reference's comes from $ref_run
   local name=$1 out=$2; shift 2
+  sync
   for _ in $(seq "$runs"); do
-    /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null 2> "$work/$name.log"
-    read -r wall kb < "$work/time"
-    echo "$name $wall $kb" >> "$work/times"
+    once "$name" "$@"
+    once "$ref" "${ref_run[@]}"
   done
   "$ember" eval "$work/x.npy" "$out" --labels "$work/labels.txt" > "$work/$name.eval"
+  "$ember" eval "$work/x.npy" "$ref_out" --labels "$work/labels.txt" > "$work/$ref.eval"
 }
 case $method in
   tsne)
+    ref=openTSNE ref_out="$work/ot.npy"
+    ref_run=("$work/venv/bin/python" "$work/opentsne.py" "$work/x.npy" "$work/ot.npy")
     measure ember "$work/ember.npy" "$ember" tsne "$work/x.npy" -o "$work/ember.npy"
-    ref=openTSNE
-    measure openTSNE "$work/ot.npy" "$work/venv/bin/python" "$work/opentsne.py" "$work/x.npy" "$work/ot.npy"
     what="t-SNE defaults"
     ember_cmd='`ember tsne x.npy` with its defaults, 2 threads'
     ref_cmd='openTSNE 1.0.4 from PyPI: `TSNE(n_jobs=2, random_state=42).fit(x)`' ;;
   umap)
+    ref=umap-learn ref_out="$work/ul.npy"
+    ref_run=("$work/venv/bin/python" "$work/umap_learn.py" "$work/x.npy" "$work/ul.npy")
     measure ember "$work/ember.npy" "$ember" umap "$work/x.npy" -o "$work/ember.npy"
-    ref=umap-learn
-    measure umap-learn "$work/ul.npy" "$work/venv/bin/python" "$work/umap_learn.py" "$work/x.npy" "$work/ul.npy"
     what="UMAP defaults"
     ember_cmd='`ember umap x.npy` with its defaults, 2 threads'
     ref_cmd='umap-learn 0.5.12 from PyPI: `UMAP(n_jobs=2).fit_transform(x)` (JIT compilation included)' ;;
   spectrum)
     # Quality is reported for the s = 0 panel (t-SNE-like end).
+    ref=umap-learn ref_out="$work/ul.npy"
+    ref_run=("$work/venv/bin/python" "$work/umap_learn.py" "$work/x.npy" "$work/ul.npy")
     measure ember "$work/sp_s0.npy" "$ember" ne "$work/x.npy" --spectrum 0,0.25,0.5,0.75,1 -o "$work/sp.npy"
-    ref=umap-learn
-    measure umap-learn "$work/ul.npy" "$work/venv/bin/python" "$work/umap_learn.py" "$work/x.npy" "$work/ul.npy"
     what="five-point Neg-t-SNE spectrum (one kNN graph)"
     ember_cmd='`ember ne x.npy --spectrum 0,0.25,0.5,0.75,1`, 2 threads; quality of the s = 0 panel'
     ref_cmd='umap-learn 0.5.12, one embedding, for scale: `UMAP(n_jobs=2).fit_transform(x)`' ;;
@@ -110,7 +119,7 @@ out=bench/results/$dataset.md
   echo "- Date: $(date -u +%Y-%m-%d). Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')."
   echo "- Command: \`bench/compare.sh $dataset $runs $method\`. ember: $ember_cmd."
   echo "  $ref_cmd."
-  echo "- Wall time and peak RSS from \`/usr/bin/time\` (median of $runs runs; input loading included); quality by \`ember eval\` on the last run."
+  echo "- Wall time and peak RSS from \`/usr/bin/time\` (median of $runs runs, the two tools taking turns; input loading included); quality by \`ember eval\` on the last run."
   echo "- ember's stages in its last run: $stages."
   echo
   echo "| run | median wall s | all runs s | peak RSS | recall@10 | 10-NN accuracy |"
