@@ -13,6 +13,8 @@ use ember_core::threads::Threads;
 
 #[path = "common/recall.rs"]
 mod common;
+#[path = "common/fingerprint.rs"]
+mod fingerprint;
 #[path = "common/raw.rs"]
 mod raw;
 
@@ -61,10 +63,7 @@ fn main() {
 }
 
 fn fingerprint(idx: &[u32], dist: &[f32]) -> u64 {
-    let words = idx.iter().copied().chain(dist.iter().map(|v| v.to_bits()));
-    words.fold(0xcbf2_9ce4_8422_2325, |h, w| {
-        (h ^ w as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    fingerprint::fnv1a(idx.iter().copied().chain(dist.iter().map(|v| v.to_bits())))
 }
 
 fn env(name: &str) -> usize {

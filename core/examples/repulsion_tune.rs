@@ -10,6 +10,9 @@ use ember_core::gradient::{OutputKernel, partials_len};
 use ember_core::threads::Threads;
 use std::time::Instant;
 
+#[path = "common/fingerprint.rs"]
+mod fingerprint;
+
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     let bytes = std::fs::read(&a[1]).unwrap();
@@ -65,9 +68,7 @@ fn main() {
             norm += f[a] * f[a];
         }
     }
-    let fingerprint = rep.iter().fold(0xcbf29ce484222325u64, |h, v| {
-        (h ^ v.to_bits() as u64).wrapping_mul(0x100000001b3)
-    });
+    let fingerprint = fingerprint::fnv1a(rep.iter().map(|v| v.to_bits()));
     println!(
         "n {n} dims {dims} threads {threads}: best {:.2} ms, median {:.2} ms; Z {z:.6e}; \
          force error {:.3e} (relative, 2 000 points); fingerprint {fingerprint:016x}",

@@ -9,6 +9,8 @@ use ember_core::threads::Threads;
 use ember_core::umap::{UmapParams, fit_ab, init_scratch, initialise};
 use ember_core::{Control, MatRef, Progress};
 
+#[path = "common/fingerprint.rs"]
+mod fingerprint;
 #[path = "common/graph.rs"]
 mod graph;
 #[path = "common/raw.rs"]
@@ -54,9 +56,7 @@ fn main() {
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
-    let print: u64 = y.iter().fold(0xcbf2_9ce4_8422_2325, |h, v| {
-        (h ^ v.to_bits() as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let print = fingerprint::fnv1a(y.iter().map(|v| v.to_bits()));
     println!(
         "n {n} nnz {nnz} init {init:?} epochs {}: best {:.3} s, median {:.3} s, {samples} samples, fingerprint {print:016x}",
         sgd.epochs,
