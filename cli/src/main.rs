@@ -935,15 +935,28 @@ fn scratch_for(bytes: usize, src: &str) -> Res<Vec<u8>> {
             ));
         }
     }
-    let mut v = Vec::new();
-    v.try_reserve_exact(bytes).map_err(|_| {
+    zeroed_bytes(bytes).ok_or_else(|| {
         format!(
             "{src}: could not allocate {:.2} GB of working memory",
             gb(bytes as u64)
         )
-    })?;
-    v.resize(bytes, 0u8);
-    Ok(v)
+    })
+}
+
+/// `bytes` zero bytes, or None when they cannot be had. Zeroed by the allocator: a large
+/// block comes as fresh pages that are zero already, so nothing is written (and no page is
+/// touched) until the core uses it, rather than every page faulted in here by one thread.
+fn zeroed_bytes(bytes: usize) -> Option<Vec<u8>> {
+    if bytes == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u8>(bytes).ok()?;
+    // SAFETY: the layout is not zero-sized; a non-null block of `bytes` zeroed bytes from the
+    // global allocator with u8's layout is what a Vec<u8> of that capacity owns.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout);
+        (!p.is_null()).then(|| Vec::from_raw_parts(p, bytes, bytes))
+    }
 }
 
 fn parse_learning_rate(s: &str) -> Res<f32> {
