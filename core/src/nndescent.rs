@@ -156,6 +156,11 @@ fn max_leaf(n: usize, mc: usize) -> usize {
     ((libm::sqrt(2.0 * cap as f64) as usize).max(2)).min(n.max(2))
 }
 
+/// Largest leaf of the trees for heaps of `k` entries on `n` points.
+fn tree_leaf(n: usize, k: usize, p: &NnDescentParams) -> usize {
+    leaf_size(p, k).min(max_leaf(n, p.max_candidates.max(1)))
+}
+
 fn leaf_size(p: &NnDescentParams, k: usize) -> usize {
     if p.leaf_size == 0 {
         k.max(16)
@@ -164,11 +169,13 @@ fn leaf_size(p: &NnDescentParams, k: usize) -> usize {
     }
 }
 
-/// Trees split at once (each with its own buffers): splitting one reads the rows in no
-/// order the cache can follow, and a serial split of MNIST-70k's eight trees took 0.25 s.
-const TREE_BATCH: usize = 4;
 /// The trees' random streams: tree t draws from stream `TREE_STREAM + t`.
 const TREE_STREAM: u64 = 0x7472_6565_0000;
+/// Pending subtrees of a split: the smaller half goes first, so at most one per level of
+/// halving is ever pending.
+const TREE_STACK: usize = 2 * (usize::BITS as usize + 1);
+/// Tasks that seed the heaps from the trees, each with its own candidate buffer.
+const SEED_TASKS: usize = 64;
 
 /// Scratch for `nn_descent` on `n` points of `d` columns.
 pub fn nn_descent_scratch(
@@ -184,9 +191,10 @@ pub fn nn_descent_scratch(
         .plus::<u8>(n * k) // "new" flags
         .plus::<u32>(n) // heap lengths
         .plus::<f32>(n) // worst distance of each full heap
-        .plus::<u32>(TREE_BATCH * n) // tree permutations
-        .plus::<u32>(TREE_BATCH * 2 * n) // tree stacks
-        .plus::<u32>(TREE_BATCH * 2 * n) // tree leaves
+        .plus::<u32>(params.trees * n) // tree permutations
+        .plus::<u32>(params.trees * n) // each point's leaf in each tree
+        .plus::<u32>(params.trees * 2 * n) // tree leaves
+        .plus::<u64>(SEED_TASKS * params.trees * tree_leaf(n, k, params)) // leaf-mates
         .plus::<u32>(2 * n * mc) // candidate lists
         .plus::<u32>(2 * n) // candidate counts
         .plus::<u32>(2 * n) // candidates seen (reservoir sampling)
@@ -593,9 +601,12 @@ fn descend<S: Rows>(
     let lens = s.take::<u32>(n, "heap lengths")?;
     let worst = s.take::<f32>(n, "worst heap distances")?;
     worst.fill(f32::INFINITY);
-    let perms = s.take::<u32>(TREE_BATCH * n, "tree permutations")?;
-    let stacks = s.take::<u32>(TREE_BATCH * 2 * n, "tree stacks")?;
-    let leaves = s.take::<u32>(TREE_BATCH * 2 * n, "tree leaves")?;
+    let trees = params.trees;
+    let perms = s.take::<u32>(trees * n, "tree permutations")?;
+    let leaf_of = s.take::<u32>(trees * n, "leaf of each point")?;
+    let leaves = s.take::<u32>(trees * 2 * n, "tree leaves")?;
+    let leaf = tree_leaf(n, k, params);
+    let mates = s.take::<u64>(SEED_TASKS * trees * leaf, "leaf-mates")?;
     let cands = s.take::<u32>(2 * n * mc, "candidates")?;
     let counts = s.take::<u32>(2 * n, "candidate counts")?;
     let seen = s.take::<u32>(2 * n, "candidates seen")?;
@@ -605,56 +616,42 @@ fn descend<S: Rows>(
     let mut rng = Rng::stream(params.seed, 0x4e4e);
 
     // 1. Random-projection trees: points sharing a leaf become candidates for each other.
-    // Trees are split in parallel, up to `TREE_BATCH` at a time, each from its own stream;
-    // their leaves then reach the heaps tree by tree, in parallel within a tree.
-    let leaf = leaf_size(params, k).min(max_leaf(n, mc));
-    for first in (0..params.trees).step_by(TREE_BATCH) {
-        let batch = TREE_BATCH.min(params.trees - first);
-        let mut nleaves = [0usize; TREE_BATCH];
-        {
-            let (sp, ss, sl) = (
-                SharedMut::new(&mut *perms),
-                SharedMut::new(&mut *stacks),
-                SharedMut::new(&mut *leaves),
-            );
-            let counts = SharedMut::new(&mut nleaves[..]);
-            par.run(batch, &|t| {
-                // SAFETY: task t alone uses part t of each buffer and count t.
-                let (perm, stack, out) = unsafe {
-                    (
-                        sp.range(t * n, (t + 1) * n),
-                        ss.range(t * 2 * n, (t + 1) * 2 * n),
-                        sl.range(t * 2 * n, (t + 1) * 2 * n),
-                    )
-                };
-                let mut rng = Rng::stream(params.seed, TREE_STREAM + (first + t) as u64);
-                let count = build_tree(space, leaf, &mut rng, perm, stack, out);
-                unsafe { counts.set(t, count) };
-            });
-        }
-        for (t, &count) in nleaves[..batch].iter().enumerate() {
-            // A point lies in one leaf of a tree, so each leaf task owns its points' heaps,
-            // and every heap sees its offers in the order of its own leaf's pairs on any
-            // thread count.
-            let heaps = SharedHeaps::new(idx, dist, flags, lens, worst, k);
-            let perm_r = &perms[t * n..(t + 1) * n];
-            let leaves_r = &leaves[t * 2 * n..(t + 1) * 2 * n];
-            par.run(count, &|l| {
-                let (st, en) = (leaves_r[2 * l] as usize, leaves_r[2 * l + 1] as usize);
-                for a in st..en {
-                    for b in a + 1..en {
-                        let (pa, pb) = (perm_r[a], perm_r[b]);
-                        let d = space.dist(pa as usize, pb as usize);
-                        // SAFETY: pa and pb belong to leaf l alone in this tree.
-                        unsafe {
-                            heaps.heap(pa as usize).push(d, pb);
-                            heaps.heap(pb as usize).push(d, pa);
-                        }
-                    }
+    // Each tree is split by its own task from its own stream; then every heap is filled at
+    // once from its point's leaf-mates (`seed_heaps`).
+    {
+        let (sp, sl, so) = (
+            SharedMut::new(&mut *perms),
+            SharedMut::new(&mut *leaves),
+            SharedMut::new(&mut *leaf_of),
+        );
+        par.run(trees, &|t| {
+            // SAFETY: task t alone uses part t of each buffer.
+            let (perm, out, of) = unsafe {
+                (
+                    sp.range(t * n, (t + 1) * n),
+                    sl.range(t * 2 * n, (t + 1) * 2 * n),
+                    so.range(t * n, (t + 1) * n),
+                )
+            };
+            let mut rng = Rng::stream(params.seed, TREE_STREAM + t as u64);
+            let count = build_tree(space, leaf, &mut rng, perm, out);
+            for l in 0..count {
+                for &p in &perm[out[2 * l] as usize..out[2 * l + 1] as usize] {
+                    of[p as usize] = l as u32;
                 }
-            });
-        }
+            }
+        });
     }
+    let forest = Forest {
+        n,
+        trees,
+        leaf,
+        perms,
+        leaves,
+        leaf_of,
+    };
+    let heaps = SharedHeaps::new(idx, dist, flags, lens, worst, k);
+    seed_heaps(space, &forest, &heaps, mates, par);
 
     // 2. NN-descent rounds. The local join runs in waves of points: within a wave, chunks
     // evaluate their candidate pairs in parallel into slots big enough for every pair, and
@@ -797,6 +794,93 @@ impl<'a> SharedHeaps<'a> {
     }
 }
 
+/// The trees of the first step, with each point's leaf in each.
+struct Forest<'a> {
+    n: usize,
+    trees: usize,
+    /// Largest leaf.
+    leaf: usize,
+    /// Tree t's points grouped by leaf: `perms[t·n..(t + 1)·n]`.
+    perms: &'a [u32],
+    /// Tree t's leaf l spans its perm's [leaves[t·2n + 2l], leaves[t·2n + 2l + 1]).
+    leaves: &'a [u32],
+    /// Point i's leaf in tree t: `leaf_of[t·n + i]`.
+    leaf_of: &'a [u32],
+}
+
+/// Fills every heap with the nearest of its leaf-mates in all trees, by (distance, index):
+/// the set that offering every pair of a leaf to both heaps would leave, without a
+/// duplicate scan and a sift per offer. `mates` holds `SEED_TASKS · trees · leaf` keys.
+fn seed_heaps<S: Rows>(
+    space: &S,
+    forest: &Forest,
+    heaps: &SharedHeaps,
+    mates: &mut [u64],
+    par: &dyn Parallel,
+) {
+    let Forest {
+        n,
+        trees,
+        leaf,
+        perms,
+        leaves,
+        leaf_of,
+    } = *forest;
+    let k = heaps.k;
+    let sm = SharedMut::new(mates);
+    let per = trees * leaf;
+    par.run(SEED_TASKS, &|task| {
+        // SAFETY: this task alone uses its part of the buffer and the heaps of its rows.
+        let buf = unsafe { sm.range(task * per, (task + 1) * per) };
+        for i in n * task / SEED_TASKS..n * (task + 1) / SEED_TASKS {
+            let mut count = 0;
+            for t in 0..trees {
+                let l = leaf_of[t * n + i] as usize;
+                let (st, en) = (leaves[t * 2 * n + 2 * l], leaves[t * 2 * n + 2 * l + 1]);
+                for &j in &perms[t * n + st as usize..t * n + en as usize] {
+                    if j as usize != i {
+                        buf[count] = j as u64;
+                        count += 1;
+                    }
+                }
+            }
+            let ids = &mut buf[..count];
+            ids.sort_unstable();
+            let mut distinct = 0;
+            for q in 0..ids.len() {
+                if q == 0 || ids[q] != ids[q - 1] {
+                    ids[distinct] = ids[q];
+                    distinct += 1;
+                }
+            }
+            // (distance, index) as one key: distances are never negative, so their bits
+            // order like the numbers.
+            let keys = &mut ids[..distinct];
+            for key in keys.iter_mut() {
+                let j = *key as u32;
+                let d = space.dist(i, j as usize);
+                *key = ((d.to_bits() as u64) << 32) | j as u64;
+            }
+            let kept = distinct.min(k);
+            if kept < distinct {
+                keys.select_nth_unstable(kept);
+            }
+            let keys = &mut keys[..kept];
+            // Descending: a valid max-heap, the worst entry first.
+            keys.sort_unstable_by(|a, b| b.cmp(a));
+            // SAFETY: rows of this task only.
+            let h = unsafe { heaps.heap(i) };
+            for (q, &key) in keys.iter().enumerate() {
+                h.d[q] = f32::from_bits((key >> 32) as u32);
+                h.ix[q] = key as u32;
+                h.fl[q] = 1;
+            }
+            *h.len = kept as u32;
+            *h.worst = if kept == k { h.d[0] } else { f32::INFINITY };
+        }
+    });
+}
+
 /// One random-projection tree over all `perm.len()` points: `perm` ends grouped by leaf,
 /// leaf l spanning perm[out[2l]..out[2l + 1]]. Returns the number of leaves.
 fn build_tree<S: Rows>(
@@ -804,7 +888,6 @@ fn build_tree<S: Rows>(
     leaf: usize,
     rng: &mut Rng,
     perm: &mut [u32],
-    stack: &mut [u32],
     out: &mut [u32],
 ) -> usize {
     let n = perm.len();
@@ -812,6 +895,7 @@ fn build_tree<S: Rows>(
         *p = i as u32;
     }
     let mut nleaves = 0;
+    let mut stack = [0u32; TREE_STACK];
     (stack[0], stack[1]) = (0, n as u32);
     let mut sp = 2;
     while sp > 0 {
@@ -822,8 +906,15 @@ fn build_tree<S: Rows>(
             nleaves += 1;
             continue;
         }
-        let mid = (split(space, &mut perm[st..en], rng) + st) as u32;
-        stack[sp..sp + 4].copy_from_slice(&[st as u32, mid, mid, en as u32]);
+        let mid = split(space, &mut perm[st..en], rng) + st;
+        let (lo, hi) = ([st as u32, mid as u32], [mid as u32, en as u32]);
+        // The larger half waits below the smaller, which is split next.
+        let (wait, next) = if mid - st > en - mid {
+            (lo, hi)
+        } else {
+            (hi, lo)
+        };
+        stack[sp..sp + 4].copy_from_slice(&[wait[0], wait[1], next[0], next[1]]);
         sp += 4;
     }
     nleaves
@@ -998,6 +1089,110 @@ mod tests {
         )
         .unwrap();
         ei
+    }
+
+    /// The heaps `seed_heaps` fills hold what offering every pair of every leaf to both
+    /// heaps one by one leaves, and each is a valid max-heap.
+    #[test]
+    fn seeded_heaps_equal_offering_every_leaf_pair() {
+        let (n, d, k, trees, leaf) = (700, 6, 12, 5, 19);
+        // Duplicated rows give ties, broken by index either way.
+        let mut x = data(n, d);
+        x.copy_within(0..50 * d, 100 * d);
+        let m = MatRef::dense(&x, n, d).unwrap();
+        let norms: Vec<f32> = (0..n).map(|i| simd::dot(m.row(i), m.row(i))).collect();
+        let space = Space {
+            x: m,
+            norms: &norms,
+        };
+        let (mut perms, mut leaves, mut leaf_of) = (
+            vec![0u32; trees * n],
+            vec![0u32; trees * 2 * n],
+            vec![0u32; trees * n],
+        );
+        let mut counts = vec![0; trees];
+        for t in 0..trees {
+            let mut rng = Rng::stream(9, t as u64);
+            let (perm, out) = (&mut perms[t * n..(t + 1) * n], &mut leaves[t * 2 * n..]);
+            counts[t] = build_tree(&space, leaf, &mut rng, perm, out);
+            for l in 0..counts[t] {
+                for &p in &perm[out[2 * l] as usize..out[2 * l + 1] as usize] {
+                    leaf_of[t * n + p as usize] = l as u32;
+                }
+            }
+        }
+        let heaps = || {
+            (
+                vec![0u32; n * k],
+                vec![0f32; n * k],
+                vec![0u8; n * k],
+                vec![0u32; n],
+                vec![f32::INFINITY; n],
+            )
+        };
+        let (mut si, mut sd, mut sf, mut sl, mut sw) = heaps();
+        let forest = Forest {
+            n,
+            trees,
+            leaf,
+            perms: &perms,
+            leaves: &leaves,
+            leaf_of: &leaf_of,
+        };
+        let mut mates = vec![0u64; SEED_TASKS * trees * leaf];
+        let seeded = SharedHeaps::new(&mut si, &mut sd, &mut sf, &mut sl, &mut sw, k);
+        seed_heaps(&space, &forest, &seeded, &mut mates, &Serial);
+        let (mut oi, mut od, mut of, mut ol, mut ow) = heaps();
+        let offered = SharedHeaps::new(&mut oi, &mut od, &mut of, &mut ol, &mut ow, k);
+        for t in 0..trees {
+            let perm = &perms[t * n..(t + 1) * n];
+            for l in 0..counts[t] {
+                let (st, en) = (
+                    leaves[t * 2 * n + 2 * l] as usize,
+                    leaves[t * 2 * n + 2 * l + 1] as usize,
+                );
+                assert!(en - st <= leaf && en > st);
+                for a in st..en {
+                    for b in a + 1..en {
+                        let dv = space.dist(perm[a] as usize, perm[b] as usize);
+                        // SAFETY: one thread.
+                        unsafe {
+                            offered.heap(perm[a] as usize).push(dv, perm[b]);
+                            offered.heap(perm[b] as usize).push(dv, perm[a]);
+                        }
+                    }
+                }
+            }
+        }
+        for i in 0..n {
+            // SAFETY: one thread.
+            let (h, g) = unsafe { (seeded.heap(i), offered.heap(i)) };
+            assert_eq!(*h.len, *g.len, "row {i}");
+            assert_eq!(h.worst.to_bits(), g.worst.to_bits(), "row {i}");
+            let len = *h.len as usize;
+            let sorted = |d: &[f32], ix: &[u32]| {
+                let mut v: Vec<(u32, u32)> = d
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .zip(ix.iter().copied())
+                    .collect();
+                v.sort();
+                v
+            };
+            assert_eq!(
+                sorted(&h.d[..len], &h.ix[..len]),
+                sorted(&g.d[..len], &g.ix[..len]),
+                "row {i}"
+            );
+            assert!(h.fl[..len].iter().all(|&f| f == 1));
+            for c in 1..len {
+                let p = (c - 1) / 2;
+                assert!(
+                    !less(h.d[p], h.ix[p], h.d[c], h.ix[c]),
+                    "row {i}: not a max-heap at {c}"
+                );
+            }
+        }
     }
 
     #[test]
