@@ -29,10 +29,10 @@ const MAX_BASIS: usize = 64;
 const KEPT_BLOCKS: usize = 4;
 /// Restarts before giving up.
 const MAX_RESTARTS: usize = 400;
-/// Converged when ‖B x − θ x‖ is below this for each wanted vector (L's residual is twice
-/// it, so below the 1e-4 the tests ask for). An initialisation needs no more: on MNIST-70k
-/// 1e-5 took one more restart (0.8 against 0.6 s) for the same map quality.
-const TOLERANCE: f64 = 4e-5;
+/// Converged when ‖B x − θ x‖ is below this for each wanted vector (L's residual is twice it).
+/// 4e-5 (still under the tests' 1e-4 in L) saved a restart in 2 of 8 starts on MNIST-70k
+/// with the blocks of `DEPTH`, and none in the rest: not worth the looser vectors.
+const TOLERANCE: f64 = 1e-5;
 /// Largest departure from orthonormality tolerated in the kept Ritz vectors before the
 /// basis is built with full reorthogonalisation (with it they are within about 1e-13).
 const ORTHOGONALITY: f64 = 1e-9;
