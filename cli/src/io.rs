@@ -154,15 +154,22 @@ fn values_from<const W: usize>(raw: &[u8], f: impl Fn([u8; W]) -> f32 + Sync) ->
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     // Small inputs are not worth a thread.
     let chunk = len.div_ceil(threads).max(1 << 20);
+    let convert = |o: &mut [std::mem::MaybeUninit<f32>], r: &[u8]| {
+        for (o, c) in o.iter_mut().zip(r.chunks_exact(W)) {
+            o.write(f(c.try_into().unwrap()));
+        }
+    };
     std::thread::scope(|s| {
-        let parts = out.spare_capacity_mut()[..len].chunks_mut(chunk);
-        for (o, r) in parts.zip(raw.chunks(chunk * W)) {
-            let f = &f;
-            s.spawn(move || {
-                for (o, c) in o.iter_mut().zip(r.chunks_exact(W)) {
-                    o.write(f(c.try_into().unwrap()));
-                }
-            });
+        let mut parts = out.spare_capacity_mut()[..len]
+            .chunks_mut(chunk)
+            .zip(raw.chunks(chunk * W));
+        // The first part on this thread (for small inputs the only one), the rest beside it.
+        let first = parts.next();
+        for (o, r) in parts {
+            s.spawn(|| convert(o, r));
+        }
+        if let Some((o, r)) = first {
+            convert(o, r);
         }
     });
     // SAFETY: the chunks cover the first `len` slots and every one was written.
