@@ -66,7 +66,7 @@ pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
 /// Dot products of four rows `q` with two rows `b`: `out[r][c] = q[r]·b[c]`.
 /// Same per-product arithmetic as [`dot`], so the same bits. Two rows at a time: the tile's
 /// four eight-lane sums and its operands then fit the sixteen SSE registers, where all
-/// eight sums at once spilled to the stack on every step (1.9× slower).
+/// eight sums at once spilled to the stack on every step (a third slower).
 #[inline]
 pub fn dot_4x2(q: [&[f32]; 4], b: [&[f32]; 2]) -> [[f32; 2]; 4] {
     let [r0, r1] = dot_2x2([q[0], q[1]], b);
