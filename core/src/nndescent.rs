@@ -2,10 +2,11 @@
 //! NN-descent ("a neighbour of a neighbour is probably a neighbour") refines them
 //! (Dong, Charikar & Li 2011; MATH §9).
 //!
-//! Deterministic on any number of threads: the trees are split serially with one seeded
-//! generator, and every parallel step either owns the heaps it changes (a tree's leaves, a
-//! range of rows) or proposes updates that are applied in chunk order, so each heap sees
-//! its offers in the same order however the work is split. The candidate lists' reservoir
+//! Deterministic on any number of threads: each tree is split from its own seeded stream,
+//! each heap is seeded from its point's leaf-mates by the task that owns it, and every later
+//! parallel step either owns the heaps it changes (a range of rows) or proposes updates that
+//! are applied in chunk order, so each heap sees its offers in the same order however the
+//! work is split. The candidate lists' reservoir
 //! draws are keyed by list and count, not taken from a shared stream.
 
 use crate::error::{Error, Result, ensure, ensure_len};
