@@ -43,10 +43,11 @@ fn embedding(n: usize, iters: usize) -> Vec<f32> {
 fn fft_repulsion_matches_exact_on_mnist_embeddings() {
     let n = 3000;
     let par = Threads::new(2);
-    // The default grid (3 nodes per interval, intervals at most 0.8 units wide, at most 1024
-    // nodes per side): on the spread-out final embedding that is a 3e-2 force error (measured
-    // 2.5e-2 to 2.8e-2). Intervals of 0.6 units with up to 2048 nodes per side meet the
-    // issue's 1e-2 floor there (measured 7.9e-3), at 3 to 5 times the FFT cost.
+    // The default grid (3 nodes per interval, intervals at most 0.8 units wide, transforms
+    // of at most 768 per side, a period of 1.5 to 2 times the nodes' span): on the
+    // spread-out final embedding that is a 3e-2 force error (measured 2.5e-2 to 3.1e-2).
+    // Intervals of 0.6 units with transforms up to 2048 per side meet the 1e-2
+    // floor there (measured 5.9e-3 to 7.9e-3), at 3 to 5 times the FFT cost.
     let fine = FftParams {
         interval_width: 0.6,
         max_fft_2d: 2048,
