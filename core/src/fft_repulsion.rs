@@ -12,6 +12,24 @@ use crate::gradient::{OutputKernel, TASK_ROWS, partials_len};
 use crate::parallel::{Parallel, SharedMut, for_row_chunks, for_row_chunks_sum, for_row_chunks2};
 use crate::scratch::{Scratch, ScratchSize};
 
+/// Evaluates `$f::<P>(args)` with the const `P` set to the node count `$p` (1 to
+/// `MAX_NODES`, as `FftParams::validate` ensures), so that the loops over an interval's
+/// nodes in the spreading and the interpolation unroll.
+macro_rules! with_nodes {
+    ($p:expr, $f:ident::<P>($($arg:expr),* $(,)?)) => {
+        match $p {
+            1 => $f::<1>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            4 => $f::<4>($($arg),*),
+            5 => $f::<5>($($arg),*),
+            6 => $f::<6>($($arg),*),
+            7 => $f::<7>($($arg),*),
+            _ => $f::<8>($($arg),*),
+        }
+    };
+}
+
 /// Grid settings. Defaults: 3 nodes per interval and at least 50 intervals (openTSNE's), and
 /// intervals at most 0.8 units wide (openTSNE: 1). Transform lengths 2^k, 3·2^k and 5·2^k
 /// put the actual width within 0.75 to 1 times that; 0.8 keeps the KL trajectory on MNIST
@@ -241,23 +259,104 @@ impl Grid {
         (((x - self.lo[a]) * self.inv_width) as usize).min(self.intervals - 1)
     }
 
-    /// Interval index and Lagrange weights of coordinate `x` along axis `a`.
+    /// First node and Lagrange weights (`w`, one per node of an interval: `p` long) of
+    /// coordinate `x` along axis `a`. Callers with a fixed-size `w` get it unrolled.
     #[inline(always)]
-    fn locate(&self, x: f32, a: usize, w: &mut [f32; MAX_NODES]) -> usize {
+    fn locate(&self, x: f32, a: usize, w: &mut [f32]) -> usize {
+        let p = w.len();
+        debug_assert_eq!(p, self.p);
         let t = (x - self.lo[a]) * self.inv_width;
         let b = (t as usize).min(self.intervals - 1);
         let local = t - b as f32;
         // Lagrange basis on the nodes at `local` ∈ [0, 1].
-        for k in 0..self.p {
+        for k in 0..p {
             let mut v = self.inv_denominator[k];
-            for q in 0..self.p {
+            for q in 0..p {
                 if q != k {
                     v *= local - self.node[q];
                 }
             }
             w[k] = v;
         }
-        b * self.p
+        b * p
+    }
+}
+
+/// Spreads the charges [1, y₁, y₂] of `points` ((y₁, y₂) pairs, all in node rows from `r0`
+/// on) onto a band's rows: charge 1 into `g0`, y₁ into `g1` (both from row `r0`), and y₂
+/// into the packed real grid's even and odd rows of the band.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn spread<const P: usize>(
+    grid: &Grid,
+    m: usize,
+    r0: usize,
+    points: &[f32],
+    g0: &mut [f32],
+    g1: &mut [f32],
+    even: &mut [f32],
+    odd: &mut [f32],
+) {
+    let (mut wx, mut wy) = ([0.0f32; P], [0.0f32; P]);
+    for yi in points.chunks_exact(2) {
+        let (x0, x1) = (yi[0], yi[1]);
+        let bx = grid.locate(x0, 0, &mut wx);
+        let by = grid.locate(x1, 1, &mut wy);
+        for k in 0..P {
+            let row = bx + k;
+            let at = (row - r0) * m + by;
+            let (half, at2) = if row % 2 == 0 {
+                (&mut *even, (row / 2 - r0.div_ceil(2)) * m + by)
+            } else {
+                (&mut *odd, (row / 2 - r0 / 2) * m + by)
+            };
+            let c0: &mut [f32; P] = (&mut g0[at..at + P]).try_into().unwrap();
+            let c1: &mut [f32; P] = (&mut g1[at..at + P]).try_into().unwrap();
+            let c2: &mut [f32; P] = (&mut half[at2..at2 + P]).try_into().unwrap();
+            let (a0, a1, a2) = (wx[k], x0 * wx[k], x1 * wx[k]);
+            for l in 0..P {
+                c0[l] += a0 * wy[l];
+                c1[l] += a1 * wy[l];
+                c2[l] += a2 * wy[l];
+            }
+        }
+    }
+}
+
+/// The potentials [φ0, φ1, φ2] at each of `points` ((y₁, y₂) pairs), interpolated from the
+/// convolved grids [charge 1, y₁, packed y₂ even rows, odd rows], passed to `each` with
+/// the point's place in `points`.
+#[inline(always)]
+fn interpolate<const P: usize>(
+    grid: &Grid,
+    m: usize,
+    [qr, qi, pr, pi]: [&[f32]; 4],
+    points: &[f32],
+    each: &mut impl FnMut(usize, [f32; 3]),
+) {
+    let (mut wx, mut wy) = ([0.0f32; P], [0.0f32; P]);
+    for (k, yi) in points.chunks_exact(2).enumerate() {
+        let bx = grid.locate(yi[0], 0, &mut wx);
+        let by = grid.locate(yi[1], 1, &mut wy);
+        let mut acc = [0.0f32; 3];
+        for (kx, &w) in wx.iter().enumerate() {
+            let row = bx + kx;
+            let packed = if row % 2 == 0 { pr } else { pi };
+            let sources = [
+                &qr[row * m + by..],
+                &qi[row * m + by..],
+                &packed[row / 2 * m + by..],
+            ];
+            for (a, g) in acc.iter_mut().zip(sources) {
+                let g: &[f32; P] = g[..P].try_into().unwrap();
+                let mut rk = 0.0f32;
+                for l in 0..P {
+                    rk += wy[l] * g[l];
+                }
+                *a += w * rk;
+            }
+        }
+        each(k, acc);
     }
 }
 
@@ -493,7 +592,7 @@ pub fn repulsion_fft(
         qr.fill(0.0);
         qi.fill(0.0);
         for &yi in &y[..n] {
-            let b = grid.locate(yi, 0, &mut w);
+            let b = grid.locate(yi, 0, &mut w[..grid.p]);
             for q in 0..grid.p {
                 qr[b + q] += w[q];
                 qi[b + q] += yi * w[q];
@@ -535,30 +634,8 @@ pub fn repulsion_fft(
             for g in [&mut *g0, &mut *g1, &mut *even, &mut *odd] {
                 g.fill(0.0);
             }
-            let (mut wx, mut wy) = ([0.0f32; MAX_NODES], [0.0f32; MAX_NODES]);
             let points = &sorted_y[2 * starts[b0] as usize..2 * starts[b1] as usize];
-            for yi in points.chunks_exact(2) {
-                let (x0, x1) = (yi[0], yi[1]);
-                let bx = grid.locate(x0, 0, &mut wx);
-                let by = grid.locate(x1, 1, &mut wy);
-                for k in 0..grid.p {
-                    let row = bx + k;
-                    let at = (row - r0) * m + by;
-                    let (c0, c1) = (&mut g0[at..at + grid.p], &mut g1[at..at + grid.p]);
-                    let (half, at2) = if row % 2 == 0 {
-                        (&mut *even, (row / 2 - r0.div_ceil(2)) * m + by)
-                    } else {
-                        (&mut *odd, (row / 2 - r0 / 2) * m + by)
-                    };
-                    let c2 = &mut half[at2..at2 + grid.p];
-                    let (a0, a1, a2) = (wx[k], x0 * wx[k], x1 * wx[k]);
-                    for l in 0..grid.p {
-                        c0[l] += a0 * wy[l];
-                        c1[l] += a1 * wy[l];
-                        c2[l] += a2 * wy[l];
-                    }
-                }
-            }
+            with_nodes!(grid.p, spread::<P>(&grid, m, r0, points, g0, g1, even, odd));
         });
     }
 
@@ -599,7 +676,7 @@ pub fn repulsion_fft(
             let mut zsum = 0.0f64;
             for r in 0..rows {
                 let yi = &y[first + r..first + r + 1];
-                let bx = grid.locate(yi[0], 0, &mut wx);
+                let bx = grid.locate(yi[0], 0, &mut wx[..grid.p]);
                 let mut phi = [0.0f64; 3];
                 for (ph, g) in phi.iter_mut().zip([qr, qi]) {
                     *ph = (0..grid.p).map(|k| (wx[k] * g[bx + k]) as f64).sum();
@@ -621,37 +698,19 @@ pub fn repulsion_fft(
         let span = t * TASK_ROWS..((t + 1) * TASK_ROWS).min(n);
         let chunk = &order[span.clone()];
         let points = &sorted_y[2 * span.start..2 * span.end];
-        let (mut wx, mut wy) = ([0.0f32; MAX_NODES], [0.0f32; MAX_NODES]);
         let mut zsum = 0.0f64;
-        for (&i, yi) in chunk.iter().zip(points.chunks_exact(2)) {
-            let i = i as usize;
-            let bx = grid.locate(yi[0], 0, &mut wx);
-            let by = grid.locate(yi[1], 1, &mut wy);
-            let mut acc = [0.0f32; 3];
-            for k in 0..grid.p {
-                let row = bx + k;
-                let packed = if row % 2 == 0 { pr } else { pi };
-                let sources = [
-                    &qr[row * m + by..],
-                    &qi[row * m + by..],
-                    &packed[row / 2 * m + by..],
-                ];
-                for (a, g) in acc.iter_mut().zip(sources) {
-                    let mut rk = 0.0f32;
-                    for l in 0..grid.p {
-                        rk += wy[l] * g[l];
-                    }
-                    *a += wx[k] * rk;
-                }
-            }
+        let grids = [qr, qi, pr, pi];
+        let mut each = |k: usize, phi: [f32; 3]| {
+            let (i, yi) = (chunk[k] as usize, &points[2 * k..2 * k + 2]);
             let mut f = [0.0f32; 2];
-            zsum += combine(yi, acc.map(|v| v as f64), &mut f);
+            zsum += combine(yi, phi.map(|v| v as f64), &mut f);
             // SAFETY: `order` is a permutation, so point i's row is written by this task only.
             unsafe {
                 so.set(2 * i, f[0]);
                 so.set(2 * i + 1, f[1]);
             }
-        }
+        };
+        with_nodes!(grid.p, interpolate::<P>(&grid, m, grids, points, &mut each));
         // SAFETY: slot t is this task's.
         unsafe { sz.set(t, zsum) };
     });
