@@ -553,7 +553,7 @@ pub fn repulsion_fft(
     // no pair of nodes has are left zero.
     let offset = |i: usize| -> Option<f32> {
         let wrapped = i.min(m - i);
-        (dims == 2 || wrapped < nodes).then(|| wrapped as f32 * h)
+        (dims == 2 || wrapped < nodes).then_some(wrapped as f32 * h)
     };
     // The spectrum is kept divided by the transform's size (m, or m² in 2-D), so that the
     // inverse transforms need no scaling pass. It is real up to rounding, which is dropped.
