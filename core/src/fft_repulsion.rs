@@ -283,6 +283,12 @@ impl Grid {
     }
 }
 
+/// Whether an interval's P nodes can be read and written as four columns: P ≤ 4, and the
+/// last interval's four columns inside the row of m (true unless the grid is tiny).
+fn fits_four_lanes<const P: usize>(grid: &Grid, m: usize) -> bool {
+    P <= 4 && (grid.intervals - 1) * P + 4 <= m
+}
+
 /// Spreads the charges [1, y₁, y₂] of `points` ((y₁, y₂) pairs, all in node rows from `r0`
 /// on) onto a band's rows: charge 1 into `g0`, y₁ into `g1` (both from row `r0`), and y₂
 /// into the packed real grid's even and odd rows of the band.
@@ -298,6 +304,7 @@ fn spread<const P: usize>(
     even: &mut [f32],
     odd: &mut [f32],
 ) {
+    let four_lanes = fits_four_lanes::<P>(grid, m);
     let (mut wx, mut wy) = ([0.0f32; P], [0.0f32; P]);
     for yi in points.chunks_exact(2) {
         let (x0, x1) = (yi[0], yi[1]);
@@ -312,9 +319,9 @@ fn spread<const P: usize>(
                 (&mut *odd, (row / 2 - r0 / 2) * m + by)
             };
             let (a0, a1, a2) = (wx[k], x0 * wx[k], x1 * wx[k]);
-            if P <= 4 {
+            if four_lanes {
                 // Four columns at once; past the P nodes the weight is zero, and adding
-                // a·0 leaves a cell as it was. Node columns end a third of the row before m.
+                // a·0 leaves a cell as it was.
                 let wy4 = f32x4::from(core::array::from_fn(|l| if l < P { wy[l] } else { 0.0 }));
                 for (g, at, a) in [
                     (&mut *g0, at, a0),
@@ -349,6 +356,7 @@ fn interpolate<const P: usize>(
     points: &[f32],
     each: &mut impl FnMut(usize, [f32; 3]),
 ) {
+    let four_lanes = fits_four_lanes::<P>(grid, m);
     let (mut wx, mut wy) = ([0.0f32; P], [0.0f32; P]);
     for (k, yi) in points.chunks_exact(2).enumerate() {
         let bx = grid.locate(yi[0], 0, &mut wx);
@@ -363,9 +371,9 @@ fn interpolate<const P: usize>(
             ]
         };
         let mut acc = [0.0f32; 3];
-        if P <= 4 {
-            // Down the node rows four columns at a time (zero weight past the P nodes, whose
-            // columns end a third of the row before m), then across the columns.
+        if four_lanes {
+            // Down the node rows four columns at a time (zero weight past the P nodes), then
+            // across the columns.
             let mut down = [f32x4::ZERO; 3];
             for (kx, &w) in wx.iter().enumerate() {
                 for (v, g) in down.iter_mut().zip(sources(kx)) {
@@ -1020,6 +1028,35 @@ mod tests {
                     (phi[c] as f64 - sum).abs() <= 1e-6 * scale,
                     "{} vs {sum}",
                     phi[c]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tiny_grids_with_few_nodes_per_interval_work() {
+        // Grids down to one node per side (too coarse to be accurate): the four-column
+        // spreading and interpolation must stay inside the rows, and the result finite.
+        let n = 200;
+        let mut r = Rng::new(3);
+        let y: Vec<f32> = (0..2 * n).map(|_| (r.normal() * 3.0) as f32).collect();
+        let k = OutputKernel::new(1.0).unwrap();
+        let mut part = vec![0.0; partials_len(n)];
+        for p in 1..=4 {
+            for max in [2 * p, 8, 16] {
+                let params = FftParams {
+                    nodes_per_interval: p,
+                    min_intervals: 1,
+                    max_fft_2d: fft::next_supported_len(max),
+                    ..FftParams::default()
+                };
+                let mut sc = vec![0u8; fft_scratch(n, 2, &params).bytes()];
+                let mut rep = vec![0.0; n * 2];
+                let z = repulsion_fft(&y, n, 2, k, &params, &Serial, &mut sc, &mut rep, &mut part)
+                    .unwrap();
+                assert!(
+                    z.is_finite() && rep.iter().all(|v| v.is_finite()),
+                    "p {p} max {max}"
                 );
             }
         }
