@@ -70,7 +70,8 @@ const WIDTH_STEPS: f32 = 32.0;
 const CACHE_MAGIC: f32 = 20_231_122.0;
 /// Smallest 1-D transform length.
 const MIN_FFT_1D: usize = 4096;
-/// Padding of the 2-D grid, in embedding units, below which it is not cut (see `period_2d`).
+/// The 2-D grid's padding is cut no lower than this many embedding units; maps up to this
+/// extent keep the full padding of twice the nodes (see `period_2d`).
 const FULL_PADDING_UNITS: f32 = 20.0;
 
 /// The 2-D transform's period as a multiple of the nodes' span: 2 (zero padding to twice
