@@ -145,13 +145,24 @@ fn npy_header_depth(bytes: &[u8]) -> Option<usize> {
     Some(deepest)
 }
 
-/// The values of `raw`, `W` bytes each, converted by `f`, on all cores: writing a large
-/// matrix's f32 copy is mostly the kernel faulting in fresh pages, which one thread alone
-/// does at about half the speed of two.
+/// Threads the loader may use (0 = all cores), as `--threads` says.
+static LOAD_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sets the threads the loader may use (0 = all cores).
+pub fn use_threads(threads: usize) {
+    LOAD_THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The values of `raw`, `W` bytes each, converted by `f`, on the threads `use_threads` allows:
+/// writing a large matrix's f32 copy is mostly the kernel faulting in fresh pages, which one
+/// thread alone does at about half the speed of two.
 fn values_from<const W: usize>(raw: &[u8], f: impl Fn([u8; W]) -> f32 + Sync) -> Vec<f32> {
     let len = raw.len() / W;
     let mut out = Vec::with_capacity(len);
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let threads = match LOAD_THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |t| t.get()),
+        t => t,
+    };
     // Small inputs are not worth a thread.
     let chunk = len.div_ceil(threads).max(1 << 20);
     let convert = |o: &mut [std::mem::MaybeUninit<f32>], r: &[u8]| {

@@ -411,6 +411,14 @@ struct EvalArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    io::use_threads(match &cli.command {
+        Command::Tsne(a) => a.threads,
+        Command::Umap(a) => a.common.threads,
+        Command::Ne(a) => a.common.threads,
+        Command::Icon(a) => a.threads,
+        Command::Eval(a) => a.threads,
+        Command::Transform(a) => a.threads,
+    });
     let result = match cli.command {
         Command::Tsne(a) => run_tsne(a),
         Command::Umap(a) => run_umap(a),
