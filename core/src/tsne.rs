@@ -481,6 +481,17 @@ struct Step {
     max_step_norm: f32,
 }
 
+/// Moves a point by its step and adds its new coordinates to `sums` (the first `MEAN_DIMS`).
+#[inline(always)]
+fn move_point(update: &[f32], y: &mut [f32], sums: &mut [f64]) {
+    for c in 0..y.len() {
+        y[c] += update[c];
+        if c < MEAN_DIMS {
+            sums[c] += y[c] as f64;
+        }
+    }
+}
+
 impl Step {
     /// The step of one point: gains, momentum, the step-norm limit, the move, and its
     /// coordinates added to `sums` (the first `MEAN_DIMS`).
@@ -508,12 +519,7 @@ impl Step {
             norm2 += update[c] * update[c];
         }
         self.limit(norm2, update);
-        for c in 0..y.len() {
-            y[c] += update[c];
-            if c < MEAN_DIMS {
-                sums[c] += y[c] as f64;
-            }
-        }
+        move_point(update, y, sums);
     }
 
     /// Scales a point's step down to the norm limit if it is longer.
@@ -556,10 +562,7 @@ impl Step {
             self.limit(norm2, &mut update[2 * k..2 * k + 2]);
         }
         for k in 0..2 {
-            for c in 0..2 {
-                y[2 * k + c] += update[2 * k + c];
-                sums[c] += y[2 * k + c] as f64;
-            }
+            move_point(&update[2 * k..2 * k + 2], &mut y[2 * k..2 * k + 2], sums);
         }
     }
 
