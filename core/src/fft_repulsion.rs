@@ -1035,6 +1035,25 @@ mod tests {
     }
 
     #[test]
+    fn transform_size_caps_are_checked() {
+        let with = |max_fft_2d, max_fft_1d| FftParams {
+            max_fft_2d,
+            max_fft_1d,
+            ..FftParams::default()
+        };
+        for ok in [768, 640, 1024, 2048] {
+            assert!(with(ok, 1 << 16).validate().is_ok(), "2-D {ok}");
+        }
+        // Lengths the transform has no plan for, too large, or too small for one interval.
+        for (bad, what) in [(1000, "2-D"), (7 * 128, "2-D"), (4096, "2048"), (4, "2-D")] {
+            let e = with(bad, 1 << 16).validate().unwrap_err().to_string();
+            assert!(e.contains("max fft size") && e.contains(what), "{bad}: {e}");
+        }
+        let e = with(768, 768).validate().unwrap_err().to_string();
+        assert!(e.contains("max fft size") && e.contains("1-D"), "{e}");
+    }
+
+    #[test]
     fn tiny_grids_with_few_nodes_per_interval_work() {
         // Grids down to one node per side (too coarse to be accurate): the four-column
         // spreading and interpolation must stay inside the rows, and the result finite.
