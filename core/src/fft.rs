@@ -5,6 +5,7 @@
 
 use core::ops::{Add, Mul, Sub};
 
+use crate::cpu;
 use crate::error::{Result, ensure, ensure_len};
 use crate::parallel::{Parallel, SharedMut, for_row_chunks2};
 use crate::scratch::{Scratch, ScratchSize};
@@ -29,6 +30,8 @@ pub struct FftPlan<'a> {
     /// Where input element t goes before the stages: t = f·u + r lands at
     /// r·(m/f) + bit-reverse(u).
     rev: &'a [u32],
+    /// Whether the 2-D passes may run compiled for AVX2 (`cpu::on_avx2`; the same bits).
+    avx2: bool,
 }
 
 /// Lengths of the twiddle (two tables) and permutation tables for size `m`.
@@ -112,7 +115,16 @@ impl<'a> FftPlan<'a> {
             root_r,
             root_i,
             rev: &rev[..m],
+            avx2: cpu::has_avx2_fma(),
         })
+    }
+
+    /// The same plan with the 2-D passes kept to the portable build's vector width.
+    pub fn portable(self) -> Self {
+        FftPlan {
+            avx2: false,
+            ..self
+        }
     }
 
     pub fn size(&self) -> usize {
@@ -296,25 +308,80 @@ pub const MAX_COLUMN: usize = 2048;
 /// Rows per parallel task in 2-D transforms.
 const ROW_TASK: usize = 64;
 /// Columns per block of the column pass, one per SIMD lane (see `columns`).
-const COLUMN_LANES: usize = 4 * COLUMN_VECTORS;
-const COLUMN_VECTORS: usize = 8;
+const COLUMN_LANES: usize = 8 * COLUMN_VECTORS;
+const COLUMN_VECTORS: usize = 4;
 type ColumnLanes = Lanes<COLUMN_VECTORS>;
 /// Eight rows of the row pass, one per lane.
-type RowLanes = Lanes<2>;
+type RowLanes = Lanes<1>;
 
-/// 4·K lanes as K four-lane vectors, so that one block of columns spans whole cache lines.
+/// 8·K lanes as K eight-lane vectors, so that one block of columns spans whole cache lines.
 #[derive(Clone, Copy)]
 #[repr(transparent)]
-struct Lanes<const K: usize>([f32x4; K]);
+struct Lanes<const K: usize>([V8; K]);
+
+/// Eight f32 lanes as a plain array rather than a `wide` vector, whose width is fixed when
+/// the crate is compiled: the compiler picks the width per function, two SSE registers in the
+/// portable build and one AVX register in the copy `cpu::on_avx2` makes. Lane by lane the
+/// same arithmetic either way.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct V8([f32; 8]);
+
+impl V8 {
+    const ZERO: Self = V8([0.0; 8]);
+    #[inline(always)]
+    fn splat(v: f32) -> Self {
+        V8([v; 8])
+    }
+    /// Four lanes from `lo`, four from `hi`.
+    #[inline(always)]
+    fn join(lo: f32x4, hi: f32x4) -> Self {
+        let (a, b) = (lo.to_array(), hi.to_array());
+        V8([a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]])
+    }
+    /// The inverse of `join`.
+    #[inline(always)]
+    fn halves(self) -> (f32x4, f32x4) {
+        let a = self.0;
+        (
+            f32x4::from([a[0], a[1], a[2], a[3]]),
+            f32x4::from([a[4], a[5], a[6], a[7]]),
+        )
+    }
+}
+
+impl Add for V8 {
+    type Output = Self;
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        V8(core::array::from_fn(|l| self.0[l] + o.0[l]))
+    }
+}
+
+impl Sub for V8 {
+    type Output = Self;
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        V8(core::array::from_fn(|l| self.0[l] - o.0[l]))
+    }
+}
+
+impl Mul for V8 {
+    type Output = Self;
+    #[inline(always)]
+    fn mul(self, o: Self) -> Self {
+        V8(core::array::from_fn(|l| self.0[l] * o.0[l]))
+    }
+}
 
 // SAFETY: plain floats; every bit pattern is valid.
 unsafe impl<const K: usize> crate::scratch::Pod for Lanes<K> {}
 
 impl<const K: usize> Lanes<K> {
-    const ZERO: Self = Lanes([f32x4::ZERO; K]);
+    const ZERO: Self = Lanes([V8::ZERO; K]);
     #[inline(always)]
     fn splat(v: f32) -> Self {
-        Lanes([f32x4::splat(v); K])
+        Lanes([V8::splat(v); K])
     }
 }
 
@@ -716,17 +783,13 @@ fn rows(plan: &FftPlan, re: &mut [f32], im: &mut [f32], inverse: bool, par: &dyn
     }
     let sign = if inverse { -1.0f32 } else { 1.0 };
     for_row_chunks2(par, n, ROW_TASK, re, m, im, m, &|_, _, count, r, i| {
-        let mut br = [RowLanes::ZERO; MAX_COLUMN];
-        let mut bi = [RowLanes::ZERO; MAX_COLUMN];
         let full = count - count % 8;
-        for g in (0..full).step_by(8) {
-            let rows = g * m..(g + 8) * m;
-            gather_rows(&r[rows.clone()], m, plan.rev, &mut br[..m]);
-            gather_rows(&i[rows.clone()], m, plan.rev, &mut bi[..m]);
-            lane_stages(plan, &mut br[..m], &mut bi[..m], sign);
-            scatter_rows(&br[..m], m, &mut r[rows.clone()]);
-            scatter_rows(&bi[..m], m, &mut i[rows]);
-        }
+        let (lr, li) = (&mut r[..full * m], &mut i[..full * m]);
+        cpu::on_avx2(
+            plan.avx2,
+            #[inline(always)]
+            || row_groups(plan, lr, li, sign),
+        );
         for q in full..count {
             plan.run(
                 &mut r[q * m..(q + 1) * m],
@@ -735,6 +798,21 @@ fn rows(plan: &FftPlan, re: &mut [f32], im: &mut [f32], inverse: bool, par: &dyn
             );
         }
     });
+}
+
+/// The row pass on whole groups of eight rows (`re.len()` a multiple of 8·m).
+#[inline(always)]
+fn row_groups(plan: &FftPlan, re: &mut [f32], im: &mut [f32], sign: f32) {
+    let m = plan.size();
+    let mut br = [RowLanes::ZERO; MAX_COLUMN];
+    let mut bi = [RowLanes::ZERO; MAX_COLUMN];
+    for (r, i) in re.chunks_exact_mut(8 * m).zip(im.chunks_exact_mut(8 * m)) {
+        gather_rows(r, m, plan.rev, &mut br[..m]);
+        gather_rows(i, m, plan.rev, &mut bi[..m]);
+        lane_stages(plan, &mut br[..m], &mut bi[..m], sign);
+        scatter_rows(&br[..m], m, r);
+        scatter_rows(&bi[..m], m, i);
+    }
 }
 
 /// Eight rows of length m (`src`, row-major) into eight lanes: element t of row l goes to
@@ -750,12 +828,12 @@ fn gather_rows(src: &[f32], m: usize, rev: &[u32], out: &mut [RowLanes]) {
         let lo = f32x4::transpose([four(0), four(1), four(2), four(3)]);
         let hi = f32x4::transpose([four(4), four(5), four(6), four(7)]);
         for c in 0..4 {
-            out[rev[t + c] as usize] = Lanes([lo[c], hi[c]]);
+            out[rev[t + c] as usize] = Lanes([V8::join(lo[c], hi[c])]);
         }
     }
     for t in 4 * quads..m {
         let half = |h: usize| f32x4::from(core::array::from_fn(|l| src[(4 * h + l) * m + t]));
-        out[rev[t] as usize] = Lanes([half(0), half(1)]);
+        out[rev[t] as usize] = Lanes([V8::join(half(0), half(1))]);
     }
 }
 
@@ -766,17 +844,16 @@ fn scatter_rows(lanes: &[RowLanes], m: usize, dst: &mut [f32]) {
     let quads = m / 4;
     for q in 0..quads {
         let t = 4 * q;
-        let lo = f32x4::transpose(core::array::from_fn(|c| lanes[t + c].0[0]));
-        let hi = f32x4::transpose(core::array::from_fn(|c| lanes[t + c].0[1]));
+        let halves: [(f32x4, f32x4); 4] = core::array::from_fn(|c| lanes[t + c].0[0].halves());
+        let lo = f32x4::transpose(halves.map(|h| h.0));
+        let hi = f32x4::transpose(halves.map(|h| h.1));
         for (l, v) in lo.iter().chain(&hi).enumerate() {
             dst[l * m + t..l * m + t + 4].copy_from_slice(&v.to_array());
         }
     }
     for t in 4 * quads..m {
-        for (h, v) in lanes[t].0.iter().enumerate() {
-            for (l, &x) in v.to_array().iter().enumerate() {
-                dst[(4 * h + l) * m + t] = x;
-            }
+        for (l, &x) in lanes[t].0[0].0.iter().enumerate() {
+            dst[l * m + t] = x;
         }
     }
 }
@@ -797,7 +874,7 @@ fn lane_stages<const K: usize>(
     let m = br.len();
     let bi = &mut bi[..m];
     let big = m / plan.odd;
-    let tw = |t: usize| (f32x4::splat(plan.twr[t]), f32x4::splat(sign * plan.twi[t]));
+    let tw = |t: usize| (V8::splat(plan.twr[t]), V8::splat(sign * plan.twi[t]));
     let mut h = 1;
     while 4 * h <= big {
         for a in (0..m).step_by(4 * h) {
@@ -933,50 +1010,87 @@ fn columns(
         // SAFETY: task `task` alone uses its part of the buffers.
         let buf = unsafe { sb.range(task * 2 * m, (task + 1) * 2 * m) };
         let (br, bi) = buf.split_at_mut(m);
+        let grid = ColumnGrid {
+            re: &sr,
+            im: &si,
+            rows_in,
+            rows_out: rows_out.min(m),
+            filter,
+            sign,
+        };
         for block in blocks * task / COLUMN_TASKS..blocks * (task + 1) / COLUMN_TASKS {
-            let c0 = block * COLUMN_LANES;
-            // Gather the block in bit-reversed order: strided power-of-two accesses in place
-            // would keep evicting each other from the cache.
-            for r in 0..m {
-                let t = plan.rev[r] as usize;
-                if r >= rows_in {
-                    (br[t], bi[t]) = (ColumnLanes::ZERO, ColumnLanes::ZERO);
-                    continue;
-                }
-                // SAFETY: this task alone touches columns c0..c0 + COLUMN_LANES, within the grid.
-                let at = |v: usize| r * m + c0 + 4 * v;
-                unsafe {
-                    br[t] = Lanes(core::array::from_fn(|v| f32x4::from(sr.read_n::<4>(at(v)))));
-                    bi[t] = Lanes(core::array::from_fn(|v| f32x4::from(si.read_n::<4>(at(v)))));
-                }
-            }
-            lane_stages(plan, br, bi, sign);
-            if let Some(f) = filter {
-                for r in 0..m {
-                    let row = &f[r * m + c0..r * m + c0 + COLUMN_LANES];
-                    for (v, g) in row.chunks_exact(4).enumerate() {
-                        let g = f32x4::from(<[f32; 4]>::try_from(g).unwrap());
-                        br[r].0[v] *= g;
-                        bi[r].0[v] *= g;
-                    }
-                }
-                plan.permute_in_place(br);
-                plan.permute_in_place(bi);
-                lane_stages(plan, br, bi, -1.0);
-            }
-            for r in 0..rows_out.min(m) {
-                // SAFETY: as above.
-                for v in 0..COLUMN_VECTORS {
-                    let at = r * m + c0 + 4 * v;
-                    unsafe {
-                        sr.write_n::<4>(at, br[r].0[v].to_array());
-                        si.write_n::<4>(at, bi[r].0[v].to_array());
-                    }
-                }
-            }
+            cpu::on_avx2(
+                plan.avx2,
+                #[inline(always)]
+                || column_block(plan, &grid, block, br, bi),
+            );
         }
     });
     Ok(())
+}
+
+/// What every block of one column pass shares.
+struct ColumnGrid<'g, 'a> {
+    re: &'g SharedMut<'a, f32>,
+    im: &'g SharedMut<'a, f32>,
+    rows_in: usize,
+    rows_out: usize,
+    filter: Option<&'g [f32]>,
+    sign: f32,
+}
+
+/// One block of `COLUMN_LANES` columns through the pass, in the buffers `br`, `bi` (m each).
+/// The caller gives each block to one task alone.
+#[inline(always)]
+fn column_block(
+    plan: &FftPlan,
+    g: &ColumnGrid,
+    block: usize,
+    br: &mut [ColumnLanes],
+    bi: &mut [ColumnLanes],
+) {
+    let m = plan.size();
+    let (sr, si, rows_in, rows_out) = (g.re, g.im, g.rows_in, g.rows_out);
+    let c0 = block * COLUMN_LANES;
+    // Gather the block in bit-reversed order: strided power-of-two accesses in place
+    // would keep evicting each other from the cache.
+    for r in 0..m {
+        let t = plan.rev[r] as usize;
+        if r >= rows_in {
+            (br[t], bi[t]) = (ColumnLanes::ZERO, ColumnLanes::ZERO);
+            continue;
+        }
+        // SAFETY: this task alone touches columns c0..c0 + COLUMN_LANES, within the grid.
+        let at = |v: usize| r * m + c0 + 8 * v;
+        unsafe {
+            br[t] = Lanes(core::array::from_fn(|v| V8(sr.read_n::<8>(at(v)))));
+            bi[t] = Lanes(core::array::from_fn(|v| V8(si.read_n::<8>(at(v)))));
+        }
+    }
+    lane_stages(plan, br, bi, g.sign);
+    if let Some(f) = g.filter {
+        for r in 0..m {
+            let row = &f[r * m + c0..r * m + c0 + COLUMN_LANES];
+            for (v, w) in row.chunks_exact(8).enumerate() {
+                let w = V8(<[f32; 8]>::try_from(w).unwrap());
+                br[r].0[v] = br[r].0[v] * w;
+                bi[r].0[v] = bi[r].0[v] * w;
+            }
+        }
+        plan.permute_in_place(br);
+        plan.permute_in_place(bi);
+        lane_stages(plan, br, bi, -1.0);
+    }
+    for r in 0..rows_out {
+        // SAFETY: as above.
+        for v in 0..COLUMN_VECTORS {
+            let at = r * m + c0 + 8 * v;
+            unsafe {
+                sr.write_n::<8>(at, br[r].0[v].0);
+                si.write_n::<8>(at, bi[r].0[v].0);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1258,7 +1372,12 @@ mod column_tests {
                     );
                 }
             }
-            for par in [&Serial as &dyn Parallel, &pool] {
+            let runs = [
+                (plan, &Serial as &dyn Parallel),
+                (plan, &pool),
+                (plan.portable(), &pool),
+            ];
+            for (plan, par) in runs {
                 let (mut gr, mut gi) = (x0r.clone(), x0i.clone());
                 fft2_convolve(&plan, &mut gr, &mut gi, &f, nonzero, needed, par, &mut sc).unwrap();
                 for k in 0..needed * m {
@@ -1281,7 +1400,7 @@ mod column_tests {
             }
             columns(&plan, &mut wr, &mut wi, inv, m, rout, h, &Serial, &mut sc).unwrap();
             real_rows_inverse(&plan, &wr, &wi, pairs_out, &mut pr, &mut pi, &Serial);
-            for par in [&Serial as &dyn Parallel, &pool] {
+            for (plan, par) in runs {
                 let (mut qr, mut qi) = (pr0.clone(), pi0.clone());
                 let (mut wr, mut wi) = (vec![f32::NAN; m * m], vec![f32::NAN; m * m]);
                 fft2_convolve_real(
@@ -1306,9 +1425,7 @@ mod column_tests {
             let mut r = Rng::new(m as u64);
             let re0: Vec<f32> = (0..m * m).map(|_| r.normal() as f32).collect();
             let im0: Vec<f32> = (0..m * m).map(|_| r.normal() as f32).collect();
-            let (mut re, mut im) = (re0.clone(), im0.clone());
             let mut sc = vec![0u8; fft2_scratch(m).bytes()];
-            fft2_forward(&plan, &mut re, &mut im, m, &Serial, &mut sc).unwrap();
             // Oracle: scalar twin on every row, then on every column.
             let (mut or, mut oi) = (re0.clone(), im0.clone());
             for q in 0..m {
@@ -1327,10 +1444,15 @@ mod column_tests {
                     oi[q * m + col] = ci[q];
                 }
             }
-            for k in 0..m * m {
-                // Row pass: SIMD stages vs scalar twin are bit-identical; columns likewise.
-                assert_eq!(re[k].to_bits(), or[k].to_bits(), "m {m} k {k}");
-                assert_eq!(im[k].to_bits(), oi[k].to_bits(), "m {m} k {k}");
+            // Both vector widths (where the CPU has AVX2, `plan` uses it).
+            for plan in [plan, plan.portable()] {
+                let (mut re, mut im) = (re0.clone(), im0.clone());
+                fft2_forward(&plan, &mut re, &mut im, m, &Serial, &mut sc).unwrap();
+                for k in 0..m * m {
+                    // Row pass: SIMD stages vs scalar twin are bit-identical; columns likewise.
+                    assert_eq!(re[k].to_bits(), or[k].to_bits(), "m {m} k {k}");
+                    assert_eq!(im[k].to_bits(), oi[k].to_bits(), "m {m} k {k}");
+                }
             }
         }
     }

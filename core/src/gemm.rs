@@ -27,14 +27,7 @@ fn load8(s: &[f32]) -> f32x8 {
 
 /// Whether the fused (AVX2 + FMA) kernels run on this CPU.
 pub fn uses_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        fma::available()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::cpu::has_avx2_fma()
 }
 
 /// `out[i * n + j] = a_i · b_j` for `a` (m × k) and `b` (n × k).
@@ -42,7 +35,7 @@ pub fn a_bt(a: MatRef, b: MatRef, par: &dyn Parallel, out: &mut [f32]) {
     let (m, n) = (a.rows(), b.rows());
     assert!(out.len() >= m * n && a.cols() == b.cols());
     #[cfg(target_arch = "x86_64")]
-    if fma::available() {
+    if crate::cpu::has_avx2_fma() {
         for_row_chunks(par, m, TASK_ROWS, out, n, &|_, start, rows, o| {
             // SAFETY: the CPU has AVX2 and FMA (checked above).
             unsafe { fma::a_bt_rows(a, b, start, rows, o) }
@@ -120,7 +113,7 @@ pub fn g_b(g: &[f32], m: usize, b: MatRef, par: &dyn Parallel, out: &mut [f32]) 
     let (n, k) = (b.rows(), b.cols());
     assert!(g.len() >= m * n && out.len() >= m * k);
     #[cfg(target_arch = "x86_64")]
-    if fma::available() {
+    if crate::cpu::has_avx2_fma() {
         for_row_chunks(par, m, TASK_ROWS, out, k, &|_, start, rows, o| {
             // SAFETY: the CPU has AVX2 and FMA (checked above).
             unsafe { fma::g_b_rows(g, b, start, rows, o) }
@@ -209,7 +202,7 @@ pub fn gt_a(g: &[f32], n: usize, a: MatRef, par: &dyn Parallel, out: &mut [f32])
     let (m, k) = (a.rows(), a.cols());
     assert!(g.len() >= m * n && out.len() >= n * k);
     #[cfg(target_arch = "x86_64")]
-    if fma::available() {
+    if crate::cpu::has_avx2_fma() {
         for_row_chunks(par, n, TASK_ROWS, out, k, &|_, start, rows, o| {
             // SAFETY: the CPU has AVX2 and FMA (checked above).
             unsafe { fma::gt_a_rows(g, n, a, start, rows, o) }
@@ -380,41 +373,6 @@ pub fn gt_a_scalar_fma(g: &[f32], n: usize, a: MatRef, out: &mut [f32]) {
 mod fma {
     use crate::matrix::MatRef;
     use core::arch::x86_64::*;
-    use core::sync::atomic::{AtomicU8, Ordering};
-
-    /// 0 = not yet checked, 1 = no, 2 = yes.
-    static STATE: AtomicU8 = AtomicU8::new(0);
-
-    /// AVX2 and FMA in the CPU and enabled by the OS (XSAVE of the YMM state).
-    pub fn available() -> bool {
-        match STATE.load(Ordering::Relaxed) {
-            1 => false,
-            2 => true,
-            _ => {
-                let yes = detect();
-                STATE.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
-                yes
-            }
-        }
-    }
-
-    fn detect() -> bool {
-        // SAFETY: cpuid exists on every x86-64 CPU; xgetbv only runs when OSXSAVE says so.
-        unsafe {
-            let l1 = __cpuid(1);
-            let (fma, osxsave, avx) = (
-                l1.ecx & (1 << 12) != 0,
-                l1.ecx & (1 << 27) != 0,
-                l1.ecx & (1 << 28) != 0,
-            );
-            if !(fma && osxsave && avx) || __get_cpuid_max(0).0 < 7 {
-                return false;
-            }
-            let ymm_enabled = _xgetbv(0) & 0b110 == 0b110;
-            let avx2 = __cpuid_count(7, 0).ebx & (1 << 5) != 0;
-            ymm_enabled && avx2
-        }
-    }
 
     /// a·b + c with one rounding (the scalar twin uses `libm::fmaf`, equally exact).
     #[inline(always)]

@@ -9,6 +9,7 @@
 pub mod affinity;
 pub mod bh;
 pub mod contrastive;
+pub mod cpu;
 pub mod error;
 pub mod fastmath;
 pub mod fft;
