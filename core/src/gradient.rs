@@ -140,7 +140,11 @@ pub fn pack_p<'a>(p: CsrRef, scratch: &'a mut [u8]) -> Result<PackedP<'a>> {
     ensure(nnz <= u32::MAX as usize, "P", "more than 2³² non-zeros")?;
     let blocks = n.div_ceil(PACK_BLOCK).max(1);
     let entries = nnz + (PACK_LANES - 1) * n * blocks;
-    ensure(entries <= u32::MAX as usize, "P", "more than 2³² packed entries")?;
+    ensure(
+        entries <= u32::MAX as usize,
+        "P",
+        "more than 2³² packed entries",
+    )?;
     let mut s = Scratch::new(scratch);
     let starts = s.take::<u32>(n * blocks + 1, "packed P row starts")?;
     let cols = s.take::<u16>(entries, "packed P columns")?;

@@ -149,6 +149,111 @@ pub fn move_rows(
     Ok(())
 }
 
+/// An order of the points (rows of `z`, `n × r`) in which points near in space are mostly
+/// near in the order: the leaves, left to right, of a k-d tree that splits each cell at the
+/// median of its widest coordinate, down to `leaf` points. Deterministic (ties go by index).
+pub fn spatial_order(z: &[f32], n: usize, r: usize, leaf: usize, order: &mut [u32]) -> Result<()> {
+    ensure_len("points", n * r, z.len())?;
+    ensure_len("order", n, order.len())?;
+    for (t, o) in order.iter_mut().enumerate() {
+        *o = t as u32;
+    }
+    if r == 0 {
+        return Ok(());
+    }
+    let leaf = leaf.max(1);
+    // Depth first, the larger half pushed first: at most one pending cell per level.
+    let mut stack = [(0usize, 0usize); 2 * usize::BITS as usize];
+    let mut top = 1;
+    stack[0] = (0, n);
+    while top > 0 {
+        top -= 1;
+        let (lo, hi) = stack[top];
+        if hi - lo <= leaf {
+            continue;
+        }
+        let cell = &mut order[lo..hi];
+        let (mut widest, mut width) = (0, 0.0f32);
+        for c in 0..r {
+            let (mut a, mut b) = (f32::INFINITY, f32::NEG_INFINITY);
+            for &i in cell.iter() {
+                let v = z[i as usize * r + c];
+                a = a.min(v);
+                b = b.max(v);
+            }
+            if b - a > width {
+                (widest, width) = (c, b - a);
+            }
+        }
+        if width.is_nan() || width <= 0.0 {
+            continue;
+        }
+        let mid = cell.len() / 2;
+        let key = |i: &u32| z[*i as usize * r + widest];
+        cell.select_nth_unstable_by(mid, |a, b| key(a).total_cmp(&key(b)).then(a.cmp(b)));
+        stack[top] = (lo + mid, hi);
+        stack[top + 1] = (lo, lo + mid);
+        top += 2;
+    }
+    Ok(())
+}
+
+/// Rearranges the rows (`width` values each) of `rows` in place, following each cycle of
+/// the permutation once: towards `Order`, row r becomes the old row `order[r]`; towards
+/// `Caller`, the way back. `seen` (`order.len().div_ceil(64)` words) and `tmp`
+/// (`2 · width`) are work space.
+pub fn permute_rows<T: Copy>(
+    rows: &mut [T],
+    width: usize,
+    order: &[u32],
+    towards: Towards,
+    seen: &mut [u64],
+    tmp: &mut [T],
+) -> Result<()> {
+    let n = order.len();
+    ensure_len("rows", n * width, rows.len())?;
+    ensure_len("permutation marks", n.div_ceil(64), seen.len())?;
+    ensure_len("row buffer", 2 * width, tmp.len())?;
+    let seen = &mut seen[..n.div_ceil(64)];
+    seen.fill(0);
+    let (carry, spare) = tmp[..2 * width].split_at_mut(width);
+    let row = |t: usize| t * width..(t + 1) * width;
+    for start in 0..n {
+        if seen[start / 64] >> (start % 64) & 1 == 1 {
+            continue;
+        }
+        carry.copy_from_slice(&rows[row(start)]);
+        let mut t = start;
+        loop {
+            seen[t / 64] |= 1 << (t % 64);
+            match towards {
+                // Row t takes row order[t]; the cycle closes with the saved first row.
+                Towards::Order => {
+                    let from = order[t] as usize;
+                    if from == start {
+                        rows[row(t)].copy_from_slice(carry);
+                        break;
+                    }
+                    rows.copy_within(row(from), t * width);
+                    t = from;
+                }
+                // Row t goes to row order[t], whose old content is carried on.
+                Towards::Caller => {
+                    let to = order[t] as usize;
+                    spare.copy_from_slice(&rows[row(to)]);
+                    rows[row(to)].copy_from_slice(carry);
+                    carry.copy_from_slice(spare);
+                    if to == start {
+                        break;
+                    }
+                    t = to;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +312,62 @@ mod tests {
         let (mut again, mut inv2) = (vec![0u32; n], vec![0u32; n]);
         breadth_first_order(&idx, k, &mut again, &mut inv2).unwrap();
         assert_eq!(order, again);
+    }
+
+    #[test]
+    fn spatial_order_keeps_space_neighbours_close_and_rows_move_both_ways() {
+        // Points on a shuffled line in 3-D (the second coordinate carries it).
+        let n = 3000;
+        let mut place: Vec<u32> = (0..n as u32).collect();
+        Rng::new(4).shuffle(&mut place);
+        let z: Vec<f32> = place
+            .iter()
+            .flat_map(|&p| [0.5, p as f32 * 0.01, -1.0])
+            .collect();
+        let mut order = vec![0u32; n];
+        spatial_order(&z, n, 3, 8, &mut order).unwrap();
+        let mut inv = vec![0u32; n];
+        for (r, &o) in order.iter().enumerate() {
+            inv[o as usize] = r as u32;
+        }
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert!(
+            sorted.iter().enumerate().all(|(t, &o)| o as usize == t),
+            "a permutation"
+        );
+        // Consecutive points of the line: about n/3 rows apart before, a few after.
+        let mut by_place = vec![0usize; n];
+        for (i, &p) in place.iter().enumerate() {
+            by_place[p as usize] = i;
+        }
+        let gap = |rank: &dyn Fn(usize) -> usize| {
+            by_place
+                .windows(2)
+                .map(|w| rank(w[0]).abs_diff(rank(w[1])))
+                .sum::<usize>() as f64
+                / (n - 1) as f64
+        };
+        let (before, after) = (gap(&|i| i), gap(&|i| inv[i] as usize));
+        assert!(
+            before > 500.0 && after < 20.0,
+            "mean gap {before} -> {after}"
+        );
+        let mut again = vec![0u32; n];
+        spatial_order(&z, n, 3, 8, &mut again).unwrap();
+        assert_eq!(order, again);
+        // Rows in place, there and back.
+        let mut rows = z.clone();
+        let (mut seen, mut tmp) = (vec![0u64; n.div_ceil(64)], vec![0f32; 6]);
+        permute_rows(&mut rows, 3, &order, Towards::Order, &mut seen, &mut tmp).unwrap();
+        for (r, &o) in order.iter().enumerate() {
+            assert_eq!(
+                rows[3 * r..3 * r + 3],
+                z[3 * o as usize..3 * o as usize + 3]
+            );
+        }
+        permute_rows(&mut rows, 3, &order, Towards::Caller, &mut seen, &mut tmp).unwrap();
+        assert_eq!(rows, z);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::error::{Result, ensure_len};
 use crate::knn::{self, Kernel, Metric};
-use crate::locality;
+use crate::locality::{self, Towards};
 use crate::matrix::MatRef;
 use crate::nndescent::{self, NnDescentParams};
 use crate::observer::{Observer, Stage, enter};
@@ -91,6 +91,9 @@ fn pool_size(n: usize, k: usize, nnd: &NnDescentParams) -> usize {
     p.max(k).min(n.saturating_sub(1))
 }
 
+/// Points per leaf of the spatial order the projected search runs in.
+const SPATIAL_LEAF: usize = 16;
+
 /// Rows the projected search's subspace is estimated from, at most (evenly spaced): the
 /// leading directions of a large sample are those of the whole set, at a fraction of the
 /// passes over the data.
@@ -113,6 +116,9 @@ fn projected_scratch(n: usize, d: usize, k: usize, r: usize, nnd: &NnDescentPara
         .plus::<u8>(candidate_region(n, k, pool).bytes())
         .plus::<u32>(n) // visiting order
         .plus::<u32>(n) // each point's place in it
+        .plus::<u64>(n.div_ceil(64)) // rows moved, for the search's spatial order
+        .plus::<f32>(2 * r)
+        .plus::<u32>(2 * pool)
         .plus::<u8>(
             project::subspace_scratch(n, d, r, SUBSPACE_ROWS)
                 // The f32 projected rows, and beside them the search if they cannot be
@@ -161,6 +167,9 @@ fn projected_search<'a>(
     let region = st.take_as_is::<u8>(candidate_region(n, k, pool).bytes(), "candidates")?;
     let order = st.take::<u32>(n, "visiting order")?;
     let place = st.take::<u32>(n, "visiting places")?;
+    let seen = st.take::<u64>(n.div_ceil(64), "moved rows")?;
+    let row_f32 = st.take::<f32>(2 * r, "row buffer")?;
+    let row_u32 = st.take::<u32>(2 * pool, "row buffer")?;
     let rest = st.into_rest();
     let nnd = &projected_params(pool, nnd);
     project::dominant_subspace(x, r, SUBSPACE_ROWS, nnd.seed, par, rest, basis)?;
@@ -175,6 +184,11 @@ fn projected_search<'a>(
             zi.iter_mut().for_each(|v| *v *= inv);
         }
     }
+    // The search runs with the points in a spatial order (a k-d tree's leaves), so that a
+    // wave of consecutive points offers candidates to heaps near each other in memory.
+    // `order` holds that order until the lists are renamed back.
+    locality::spatial_order(z, n, r, SPATIAL_LEAF, order)?;
+    locality::permute_rows(z, r, order, Towards::Order, seen, row_f32)?;
     // The search runs on the rows quantised to 16 bits unless that would blur them.
     {
         let pdist = Scratch::new(&mut *region).take::<f32>(n * pool, "candidate distances")?;
@@ -195,6 +209,12 @@ fn projected_search<'a>(
             )?,
         }
     }
+    for j in pidx.iter_mut() {
+        if let Some(&i) = order.get(*j as usize) {
+            *j = i;
+        }
+    }
+    locality::permute_rows(pidx, pool, order, Towards::Caller, seen, row_u32)?;
     // Consecutive points share most of their candidates, so ranking in this order finds
     // their rows in cache.
     locality::breadth_first_order(pidx, pool, order, place)?;

@@ -104,13 +104,13 @@ const APPLY_BLOCK: usize = 1024;
 /// those for its rows, so each heap sees its updates in the same order however the rows are
 /// split. Returns how many heaps changed.
 fn apply_updates(par: &dyn Parallel, segs: &[&[Update]], heaps: &SharedHeaps) -> usize {
-    let n = heaps.rows;
     let parts = par.threads().clamp(1, MAX_APPLY_PARTS);
-    let part = n.div_ceil(parts).max(1);
     let changed = core::sync::atomic::AtomicUsize::new(0);
     par.run(parts, &|t| {
-        let (lo, hi) = ((t * part).min(n), ((t + 1) * part).min(n));
-        let mine = |row: u32| (row as usize).wrapping_sub(lo) < hi - lo;
+        // Part t owns the rows of every parts-th block: a wave's offers fall mostly on rows
+        // near each other (the search runs in a spatial order), and contiguous ranges
+        // would give them all to one part.
+        let mine = |row: u32| (row as usize / APPLY_ROWS) % parts == t;
         let mut count = 0;
         // The offers for this part's rows, gathered a block at a time without a branch per
         // update (with several parts, whether a row is ours follows no pattern), then
@@ -136,6 +136,9 @@ fn apply_updates(par: &dyn Parallel, segs: &[&[Update]], heaps: &SharedHeaps) ->
     });
     changed.into_inner()
 }
+
+/// Rows per block of the heaps' division among the parts that apply updates.
+const APPLY_ROWS: usize = 64;
 
 /// Candidate pairs one point can contribute per round: new×new/2 + new×old.
 fn pairs_per_point(mc: usize) -> usize {
@@ -754,7 +757,6 @@ struct SharedHeaps<'a> {
     lens: SharedMut<'a, u32>,
     worst: SharedMut<'a, f32>,
     k: usize,
-    rows: usize,
 }
 
 impl<'a> SharedHeaps<'a> {
@@ -767,7 +769,6 @@ impl<'a> SharedHeaps<'a> {
         k: usize,
     ) -> Self {
         SharedHeaps {
-            rows: lens.len(),
             idx: SharedMut::new(idx),
             dist: SharedMut::new(dist),
             flags: SharedMut::new(flags),
