@@ -19,8 +19,8 @@ pub fn has_avx2_fma() -> bool {
     }
 }
 
-/// Runs `f`, compiled for AVX2 + FMA when `avx2` is true (the caller has checked
-/// [`has_avx2_fma`]), else as built. Rust never fuses a multiply and an add by itself, so both
+/// Runs `f` compiled for AVX2 + FMA when `avx2` is true and the CPU has both
+/// ([`has_avx2_fma`]), else as built. Rust never fuses a multiply and an add by itself, so both
 /// copies of plain `f32` arithmetic give the same bits; only explicit fused operations differ.
 #[inline(always)]
 pub(crate) fn on_avx2<R>(avx2: bool, f: impl FnOnce() -> R) -> R {

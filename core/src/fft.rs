@@ -858,7 +858,7 @@ fn scatter_rows(lanes: &[RowLanes], m: usize, dst: &mut [f32]) {
     }
 }
 
-/// The butterfly stages on 4·K interleaved sequences (K four-lane vectors per element) already
+/// The butterfly stages on 8·K interleaved sequences (K eight-lane vectors per element) already
 /// in bit-reversed order. Stages go in pairs (h, 2h), fused into one pass over the buffer:
 /// every element meets the same butterflies in the same order as in separate radix-2 passes,
 /// so every bit is the same, at half the memory traffic. Within each group of butterflies

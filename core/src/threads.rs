@@ -68,18 +68,18 @@ unsafe impl Send for Job {}
 /// optimisation went idle in those hand-offs.
 const SPIN: Duration = Duration::from_micros(200);
 
-/// Spins until `done` or `SPIN` has passed; returns `done()`.
-fn spin_until(done: impl Fn() -> bool) -> bool {
+/// Spins until `done` or `SPIN` has passed (the caller then checks under the lock).
+fn spin_until(done: impl Fn() -> bool) {
     let start = Instant::now();
     loop {
         for _ in 0..64 {
             if done() {
-                return true;
+                return;
             }
             std::hint::spin_loop();
         }
         if start.elapsed() >= SPIN {
-            return done();
+            return;
         }
     }
 }
