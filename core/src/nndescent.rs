@@ -104,13 +104,15 @@ const APPLY_BLOCK: usize = 1024;
 /// those for its rows, so each heap sees its updates in the same order however the rows are
 /// split. Returns how many heaps changed.
 fn apply_updates(par: &dyn Parallel, segs: &[&[Update]], heaps: &SharedHeaps) -> usize {
-    let parts = par.threads().clamp(1, MAX_APPLY_PARTS);
+    // A power of two, so that finding a row's part takes a mask, not a division.
+    let threads = par.threads().clamp(1, MAX_APPLY_PARTS);
+    let parts = 1usize << (usize::BITS - 1 - threads.leading_zeros());
     let changed = core::sync::atomic::AtomicUsize::new(0);
     par.run(parts, &|t| {
         // Part t owns the rows of every parts-th block: a wave's offers fall mostly on rows
         // near each other (the search runs in a spatial order), and contiguous ranges
         // would give them all to one part.
-        let mine = |row: u32| (row as usize / APPLY_ROWS) % parts == t;
+        let mine = |row: u32| (row as usize / APPLY_ROWS) & (parts - 1) == t;
         let mut count = 0;
         // The offers for this part's rows, gathered a block at a time without a branch per
         // update (with several parts, whether a row is ours follows no pattern), then
