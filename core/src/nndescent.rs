@@ -200,7 +200,7 @@ pub fn nn_descent_scratch(
         .plus::<u32>(params.trees * n) // tree permutations
         .plus::<u32>(params.trees * n) // each point's leaf in each tree
         .plus::<u32>(params.trees * 2 * n) // tree leaves
-        .plus::<u64>(SEED_TASKS * params.trees * tree_leaf(n, k, params)) // leaf-mates
+        .plus::<u64>(SEED_TASKS * mates_len(params.trees, tree_leaf(n, k, params))) // leaf-mates
         .plus::<u32>(2 * n * mc) // candidate lists
         .plus::<u32>(2 * n) // candidate counts
         .plus::<u32>(2 * n) // candidates seen (reservoir sampling)
@@ -525,7 +525,7 @@ pub fn nn_descent(
         *nv = simd::dot(r, r);
     }
     let space = Space { x: xs, norms };
-    descend(&space, n, k, params, par, obs, &mut s, idx, dist)?;
+    descend(&space, n, k, params, par, obs, &mut s, idx, dist, true)?;
     if metric == Metric::Cosine {
         // ‖a − b‖² = 2 (1 − cos) for unit vectors.
         dist.iter_mut().for_each(|v| *v *= 0.5);
@@ -535,7 +535,8 @@ pub fn nn_descent(
 
 /// `nn_descent` (squared Euclidean) on rows from `quantise`; `scratch` as
 /// `nn_descent_scratch(n, 0, k, Metric::SqEuclidean, params)`. Distances come out in the
-/// quantised units.
+/// quantised units, and each row as a max-heap on (distance, index), not sorted: these lists
+/// are candidates that `neighbours::search` ranks again by full distance.
 #[allow(clippy::too_many_arguments)]
 pub fn nn_descent_quantised(
     rows: &QuantisedRows,
@@ -564,6 +565,7 @@ pub fn nn_descent_quantised(
         &mut Scratch::new(scratch),
         idx,
         dist,
+        false,
     )
 }
 
@@ -589,7 +591,8 @@ fn check(n: usize, k: usize, params: &NnDescentParams, idx: &[u32], dist: &[f32]
     Ok(())
 }
 
-/// The search itself: trees, then NN-descent rounds, then each heap sorted ascending.
+/// The search itself: trees, then NN-descent rounds, then (with `sort_rows`) each heap sorted
+/// ascending.
 #[allow(clippy::too_many_arguments)]
 fn descend<S: Rows>(
     space: &S,
@@ -601,6 +604,7 @@ fn descend<S: Rows>(
     s: &mut Scratch,
     idx: &mut [u32],
     dist: &mut [f32],
+    sort_rows: bool,
 ) -> Result<()> {
     let mc = params.max_candidates;
     let flags = s.take::<u8>(n * k, "flags")?;
@@ -612,7 +616,7 @@ fn descend<S: Rows>(
     let leaf_of = s.take::<u32>(trees * n, "leaf of each point")?;
     let leaves = s.take::<u32>(trees * 2 * n, "tree leaves")?;
     let leaf = tree_leaf(n, k, params);
-    let mates = s.take::<u64>(SEED_TASKS * trees * leaf, "leaf-mates")?;
+    let mates = s.take::<u64>(SEED_TASKS * mates_len(trees, leaf), "leaf-mates")?;
     let cands = s.take::<u32>(2 * n * mc, "candidates")?;
     let counts = s.take::<u32>(2 * n, "candidate counts")?;
     let seen = s.take::<u32>(2 * n, "candidates seen")?;
@@ -743,6 +747,9 @@ fn descend<S: Rows>(
             }
         }
     }
+    if !sort_rows {
+        return Ok(());
+    }
     for_row_chunks2(par, n, SORT_ROWS, dist, k, idx, k, &|_, _, rows, d, ix| {
         for r in 0..rows {
             crate::knn::heap_sort(&mut d[r * k..(r + 1) * k], &mut ix[r * k..(r + 1) * k]);
@@ -812,9 +819,16 @@ struct Forest<'a> {
     leaf_of: &'a [u32],
 }
 
+/// Each seeding task's share of the leaf-mate scratch: its points' mates (up to `trees · leaf`)
+/// and a hash set of them at most half full.
+fn mates_len(trees: usize, leaf: usize) -> usize {
+    let most = trees * leaf;
+    most + 2 * most.next_power_of_two()
+}
+
 /// Fills every heap with the nearest of its leaf-mates in all trees, by (distance, index):
 /// the set that offering every pair of a leaf to both heaps would leave, without a
-/// duplicate scan and a sift per offer. `mates` holds `SEED_TASKS · trees · leaf` keys.
+/// duplicate scan and a sift per offer. `mates` holds `SEED_TASKS · mates_len` keys.
 fn seed_heaps<S: Rows>(
     space: &S,
     forest: &Forest,
@@ -832,34 +846,42 @@ fn seed_heaps<S: Rows>(
     } = *forest;
     let k = heaps.k;
     let sm = SharedMut::new(mates);
-    let per = trees * leaf;
+    let per = mates_len(trees, leaf);
     par.run(SEED_TASKS, &|task| {
         // SAFETY: this task alone uses its part of the buffer and the heaps of its rows.
-        let buf = unsafe { sm.range(task * per, (task + 1) * per) };
+        let (buf, set) = unsafe { sm.range(task * per, (task + 1) * per) }.split_at_mut(trees * leaf);
+        let mask = set.len() - 1;
         for i in n * task / SEED_TASKS..n * (task + 1) / SEED_TASKS {
-            let mut count = 0;
+            // Each distinct mate once, through a hash set whose slots are (i + 1, j): a slot
+            // left by an earlier point reads as free, so the set is never cleared.
+            let tag = (i as u64 + 1) << 32;
+            let mut distinct = 0;
             for t in 0..trees {
                 let l = leaf_of[t * n + i] as usize;
                 let (st, en) = (leaves[t * 2 * n + 2 * l], leaves[t * 2 * n + 2 * l + 1]);
                 for &j in &perms[t * n + st as usize..t * n + en as usize] {
-                    if j as usize != i {
-                        buf[count] = j as u64;
-                        count += 1;
+                    if j as usize == i {
+                        continue;
                     }
-                }
-            }
-            let ids = &mut buf[..count];
-            ids.sort_unstable();
-            let mut distinct = 0;
-            for q in 0..ids.len() {
-                if q == 0 || ids[q] != ids[q - 1] {
-                    ids[distinct] = ids[q];
-                    distinct += 1;
+                    let key = tag | j as u64;
+                    let mut at = (j.wrapping_mul(0x9e37_79b1) as usize) & mask;
+                    loop {
+                        if set[at] >> 32 != tag >> 32 {
+                            set[at] = key;
+                            buf[distinct] = j as u64;
+                            distinct += 1;
+                            break;
+                        }
+                        if set[at] == key {
+                            break;
+                        }
+                        at = (at + 1) & mask;
+                    }
                 }
             }
             // (distance, index) as one key: distances are never negative, so their bits
             // order like the numbers.
-            let keys = &mut ids[..distinct];
+            let keys = &mut buf[..distinct];
             for key in keys.iter_mut() {
                 let j = *key as u32;
                 let d = space.dist(i, j as usize);
@@ -1143,7 +1165,7 @@ mod tests {
             leaves: &leaves,
             leaf_of: &leaf_of,
         };
-        let mut mates = vec![0u64; SEED_TASKS * trees * leaf];
+        let mut mates = vec![0u64; SEED_TASKS * mates_len(trees, leaf)];
         let seeded = SharedHeaps::new(&mut si, &mut sd, &mut sf, &mut sl, &mut sw, k);
         seed_heaps(&space, &forest, &seeded, &mut mates, &Serial);
         let (mut oi, mut od, mut of, mut ol, mut ow) = heaps();
