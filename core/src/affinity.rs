@@ -329,7 +329,7 @@ pub fn symmetrize_with(
                 // SAFETY: row i alone owns entries [s, e) and slot i of `cursor`.
                 let (cols, vals, len) =
                     unsafe { (si.range(s, e), sv.range(s, e), sc.range(i, i + 1)) };
-                len[0] = merge_row(combine, scale, cols, vals);
+                len[0] = merge_row(combine, scale, k, cols, vals);
             }
         });
     }
@@ -346,22 +346,67 @@ pub fn symmetrize_with(
     Ok(out)
 }
 
+/// Own entries per row that `merge_row` sorts on the stack; longer lists are heap-sorted in place.
+const SORTED_OWN: usize = 256;
+
 /// Sorts one row by column and merges its duplicate columns by `combine` (then `scale`) into
-/// the front of the row; returns how many entries remain.
-fn merge_row(combine: Combine, scale: f64, cols: &mut [u32], vals: &mut [f32]) -> usize {
-    heap_sort_pairs(cols, vals);
-    let (e, mut out, mut a) = (cols.len(), 0, 0);
-    while a < e {
-        let col = cols[a];
+/// the front of the row; returns how many entries remain. The row holds its `k` own entries,
+/// then the transposed ones, which the scatter wrote in ascending column order already: only
+/// the own entries need sorting (on the stack), then one merge of two sorted runs. A
+/// column's value is the same either way, since at most two entries share it (one own, one
+/// transposed) and combining two is symmetric.
+fn merge_row(combine: Combine, scale: f64, k: usize, cols: &mut [u32], vals: &mut [f32]) -> usize {
+    if k > SORTED_OWN || k > cols.len() || !cols[k..].is_sorted() {
+        heap_sort_pairs(cols, vals);
+        return merge_runs(combine, scale, &[], cols, vals, 0);
+    }
+    // (column, value bits) as one key: a plain integer sort.
+    let mut own = [0u64; SORTED_OWN];
+    for (o, (&c, &v)) in own.iter_mut().zip(cols.iter().zip(vals.iter())) {
+        *o = ((c as u64) << 32) | v.to_bits() as u64;
+    }
+    let own = &mut own[..k];
+    own.sort_unstable();
+    merge_runs(combine, scale, own, cols, vals, k)
+}
+
+/// Merges the sorted `own` keys with the sorted entries from `tail` on, combining equal
+/// columns, into the front of `cols`/`vals`. Writing never overtakes reading: the output slot
+/// is at most (own taken) + (transposed taken), and unread transposed entries start at
+/// `tail` + (transposed taken) with `own.len()` ≤ `tail`.
+fn merge_runs(
+    combine: Combine,
+    scale: f64,
+    own: &[u64],
+    cols: &mut [u32],
+    vals: &mut [f32],
+    tail: usize,
+) -> usize {
+    let e = cols.len();
+    let (mut q, mut t, mut out) = (0, tail, 0);
+    let add = |v: f64, x: f32| {
+        let x = x as f64;
+        match combine {
+            Combine::Mean => v + x,
+            Combine::FuzzyUnion => v + x - v * x,
+            Combine::Max => v.max(x),
+        }
+    };
+    loop {
+        let col = match (own.get(q), cols.get(t)) {
+            (None, None) => break,
+            (Some(&o), None) => (o >> 32) as u32,
+            (None, Some(&c)) => c,
+            (Some(&o), Some(&c)) => c.min((o >> 32) as u32),
+        };
         let mut v = 0.0f64;
-        while a < e && cols[a] == col {
-            let x = vals[a] as f64;
-            v = match combine {
-                Combine::Mean => v + x,
-                Combine::FuzzyUnion => v + x - v * x,
-                Combine::Max => v.max(x),
-            };
-            a += 1;
+        while q < own.len() && (own[q] >> 32) as u32 == col {
+            v = add(v, f32::from_bits(own[q] as u32));
+            q += 1;
+        }
+        while t < e && cols[t] == col {
+            v = add(v, vals[t]);
+            t += 1;
         }
         cols[out] = col;
         vals[out] = (v * scale) as f32;
