@@ -555,9 +555,14 @@ mod tests {
 
     #[test]
     fn symmetrised_p_is_symmetric_sums_to_one_and_is_the_same_on_any_thread_count() {
+        // Rows in several parallel tasks; own lists sorted on the stack, and (k past
+        // SORTED_OWN) heap-sorted with the rest of their row.
+        symmetrised_p_checks(3 * MERGE_ROWS + 17, 12);
+        symmetrised_p_checks(MERGE_ROWS + 100, SORTED_OWN + 1);
+    }
+
+    fn symmetrised_p_checks(n: usize, k: usize) {
         let mut r = Rng::new(9);
-        // Rows in several parallel tasks.
-        let (n, k) = (3 * MERGE_ROWS + 17, 12);
         let mut idx = vec![0u32; n * k];
         let mut p = vec![0.0f32; n * k];
         for i in 0..n {
