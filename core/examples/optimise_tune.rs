@@ -36,7 +36,15 @@ fn build(x: &[f32], n: usize, d: usize, params: &TsneParams, par: &Threads) -> P
     let mut sc = vec![0u8; bytes.max(init::pca_scratch(n, d).bytes())];
     let nnz = {
         let (idx, dist, cursor) = neighbours::stage(
-            m, k, params.metric, params.knn, nnd, params.seed, par, &mut Silent, &mut sc,
+            m,
+            k,
+            params.metric,
+            params.knn,
+            nnd,
+            params.seed,
+            par,
+            &mut Silent,
+            &mut sc,
         )
         .unwrap();
         affinity::calibrate_perplexity(dist, k, params.perplexity, par, None).unwrap();
@@ -71,7 +79,9 @@ fn save(path: &str, p: &Problem) {
     let mut b = Vec::new();
     b.extend((p.indptr.len() as u64).to_le_bytes());
     b.extend((p.indices.len() as u64).to_le_bytes());
-    p.indptr.iter().for_each(|&v| b.extend((v as u64).to_le_bytes()));
+    p.indptr
+        .iter()
+        .for_each(|&v| b.extend((v as u64).to_le_bytes()));
     p.indices.iter().for_each(|&v| b.extend(v.to_le_bytes()));
     p.values.iter().for_each(|&v| b.extend(v.to_le_bytes()));
     p.y.iter().for_each(|&v| b.extend(v.to_le_bytes()));
@@ -99,7 +109,10 @@ fn load(path: &str) -> Option<Problem> {
     };
     let indices = u32s(take(nnz, 4));
     let values = u32s(take(nnz, 4)).into_iter().map(f32::from_bits).collect();
-    let y = u32s(take(2 * (rows - 1), 4)).into_iter().map(f32::from_bits).collect();
+    let y = u32s(take(2 * (rows - 1), 4))
+        .into_iter()
+        .map(f32::from_bits)
+        .collect();
     Some(Problem {
         indptr,
         indices,
@@ -155,7 +168,11 @@ fn main() {
 
     if let Ok(path) = std::env::var("OUT") {
         // The final map in P's (breadth-first) order, raw little-endian f32.
-        std::fs::write(path, y.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+        std::fs::write(
+            path,
+            y.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+        )
+        .unwrap();
     }
     let packed_bytes = gradient::packed_p_scratch(n, p.nnz()).bytes();
     let mut psc = vec![0u8; packed_bytes];
@@ -177,8 +194,18 @@ fn main() {
     let method = params.repulsion_method(n);
     let mut rsc = vec![0u8; gradient::repulsion_scratch(method, n, 2).bytes()];
     let ms = median_ms(|| {
-        gradient::repulsion(method, &y, n, 2, kernel, &par, &mut rsc, &mut out, &mut partials)
-            .unwrap();
+        gradient::repulsion(
+            method,
+            &y,
+            n,
+            2,
+            kernel,
+            &par,
+            &mut rsc,
+            &mut out,
+            &mut partials,
+        )
+        .unwrap();
     });
     println!("repulsion: {ms:.2} ms");
 }

@@ -149,6 +149,9 @@ pub fn move_rows(
     Ok(())
 }
 
+/// Coordinates whose spread `spatial_order` measures in one pass over a cell's rows.
+const SPREAD_COLUMNS: usize = 64;
+
 /// An order of the points (rows of `z`, `n × r`) in which points near in space are mostly
 /// near in the order: the leaves, left to right, of a k-d tree that splits each cell at the
 /// median of its widest coordinate, down to `leaf` points. Deterministic (ties go by index).
@@ -174,15 +177,25 @@ pub fn spatial_order(z: &[f32], n: usize, r: usize, leaf: usize, order: &mut [u3
         }
         let cell = &mut order[lo..hi];
         let (mut widest, mut width) = (0, 0.0f32);
-        for c in 0..r {
-            let (mut a, mut b) = (f32::INFINITY, f32::NEG_INFINITY);
+        // Each point's row read once per block of coordinates (not once per coordinate):
+        // the rows are scattered, and a pass per coordinate would fetch each one r times.
+        for c0 in (0..r).step_by(SPREAD_COLUMNS) {
+            let cols = SPREAD_COLUMNS.min(r - c0);
+            let (mut a, mut b) = (
+                [f32::INFINITY; SPREAD_COLUMNS],
+                [f32::NEG_INFINITY; SPREAD_COLUMNS],
+            );
             for &i in cell.iter() {
-                let v = z[i as usize * r + c];
-                a = a.min(v);
-                b = b.max(v);
+                let row = &z[i as usize * r + c0..i as usize * r + c0 + cols];
+                for ((a, b), &v) in a.iter_mut().zip(b.iter_mut()).zip(row) {
+                    *a = a.min(v);
+                    *b = b.max(v);
+                }
             }
-            if b - a > width {
-                (widest, width) = (c, b - a);
+            for c in 0..cols {
+                if b[c] - a[c] > width {
+                    (widest, width) = (c0 + c, b[c] - a[c]);
+                }
             }
         }
         if width.is_nan() || width <= 0.0 {

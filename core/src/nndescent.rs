@@ -849,7 +849,8 @@ fn seed_heaps<S: Rows>(
     let per = mates_len(trees, leaf);
     par.run(SEED_TASKS, &|task| {
         // SAFETY: this task alone uses its part of the buffer and the heaps of its rows.
-        let (buf, set) = unsafe { sm.range(task * per, (task + 1) * per) }.split_at_mut(trees * leaf);
+        let (buf, set) =
+            unsafe { sm.range(task * per, (task + 1) * per) }.split_at_mut(trees * leaf);
         let mask = set.len() - 1;
         for i in n * task / SEED_TASKS..n * (task + 1) / SEED_TASKS {
             // Each distinct mate once, through a hash set whose slots are (i + 1, j): a slot
