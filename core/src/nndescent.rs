@@ -249,6 +249,12 @@ unsafe impl crate::scratch::Pod for Update {}
 /// Rows the search measures squared distances between.
 trait Rows: Sync {
     fn dist(&self, a: usize, b: usize) -> f32;
+    /// `dist(a, b)` for four b at once, bit for bit: rows that override it keep four
+    /// streams of loads in flight, as the scattered rows miss the caches.
+    #[inline(always)]
+    fn dist4(&self, a: usize, b: [usize; 4]) -> [f32; 4] {
+        b.map(|b| self.dist(a, b))
+    }
     /// For a tree split between rows `a` and `b`: positive for a row `x` nearer to `a`,
     /// negative for one nearer to `b`.
     fn side(&self, x: usize, a: usize, b: usize) -> f32;
@@ -291,6 +297,13 @@ impl Rows for QuantisedRows<'_> {
     fn dist(&self, a: usize, b: usize) -> f32 {
         let s = self.stride;
         simd::sq_dist_i16(&self.q[a * s..(a + 1) * s], &self.q[b * s..(b + 1) * s]) as f32
+    }
+
+    #[inline(always)]
+    fn dist4(&self, a: usize, b: [usize; 4]) -> [f32; 4] {
+        let s = self.stride;
+        let row = |i: usize| &self.q[i * s..(i + 1) * s];
+        simd::sq_dist_i16_x4(row(a), b.map(row)).map(|d| d as f32)
     }
 
     #[inline(always)]
@@ -693,11 +706,10 @@ fn descend<S: Rows>(
                             let nn = &newc[i * mc..i * mc + ncount[i] as usize];
                             let oo = &oldc[i * mc..i * mc + ocount[i] as usize];
                             for (ai, &a) in nn.iter().enumerate() {
-                                for &b in nn[ai + 1..].iter().chain(oo.iter()) {
+                                let mut offer = |b: u32, dv: f32| {
                                     if a == b {
-                                        continue;
+                                        return;
                                     }
-                                    let dv = space.dist(a as usize, b as usize);
                                     // A heap's worst distance only falls, so a pair
                                     // refused here would be refused when applied.
                                     let (to_a, to_b) =
@@ -706,6 +718,19 @@ fn descend<S: Rows>(
                                     // a heap wants a pair follows no pattern.
                                     out[used] = Update::new(a, b, dv, to_a, to_b);
                                     used += (to_a | to_b) as usize;
+                                };
+                                for part in [&nn[ai + 1..], oo] {
+                                    let mut quads = part.chunks_exact(4);
+                                    for q in &mut quads {
+                                        let bs = [q[0], q[1], q[2], q[3]];
+                                        let d = space.dist4(a as usize, bs.map(|b| b as usize));
+                                        for (b, dv) in bs.into_iter().zip(d) {
+                                            offer(b, dv);
+                                        }
+                                    }
+                                    for &b in quads.remainder() {
+                                        offer(b, space.dist(a as usize, b as usize));
+                                    }
                                 }
                             }
                         }
@@ -883,10 +908,16 @@ fn seed_heaps<S: Rows>(
             // (distance, index) as one key: distances are never negative, so their bits
             // order like the numbers.
             let keys = &mut buf[..distinct];
-            for key in keys.iter_mut() {
-                let j = *key as u32;
-                let d = space.dist(i, j as usize);
-                *key = ((d.to_bits() as u64) << 32) | j as u64;
+            let key = |d: f32, j: u64| ((d.to_bits() as u64) << 32) | j;
+            let mut quads = keys.chunks_exact_mut(4);
+            for q in &mut quads {
+                let d = space.dist4(i, [q[0], q[1], q[2], q[3]].map(|j| j as usize));
+                for (k, d) in q.iter_mut().zip(d) {
+                    *k = key(d, *k);
+                }
+            }
+            for k in quads.into_remainder() {
+                *k = key(space.dist(i, *k as usize), *k);
             }
             let kept = distinct.min(k);
             if kept < distinct {

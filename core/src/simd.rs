@@ -252,6 +252,12 @@ pub fn sq_dist_i16_x2(a: &[i16], b: [&[i16]; 2]) -> [u32; 2] {
     sq_dist_i16_xn(a, b)
 }
 
+/// [`sq_dist_i16`] from `a` to four rows, `a` loaded once.
+#[inline(always)]
+pub fn sq_dist_i16_x4(a: &[i16], b: [&[i16]; 4]) -> [u32; 4] {
+    sq_dist_i16_xn(a, b)
+}
+
 #[inline(always)]
 fn sq_dist_i16_xn<const N: usize>(a: &[i16], b: [&[i16]; N]) -> [u32; N] {
     use wide::i32x4;
@@ -437,6 +443,11 @@ mod tests {
                 assert_eq!(
                     sq_dist_i16_x2(&a, [&b, &a]).map(u64::from),
                     [exact, 0],
+                    "n = {n}"
+                );
+                assert_eq!(
+                    sq_dist_i16_x4(&a, [&b, &a, &b, &a]).map(u64::from),
+                    [exact, 0, exact, 0],
                     "n = {n}"
                 );
             }
