@@ -21,8 +21,14 @@ pub fn pca_scratch(n: usize, d: usize) -> ScratchSize {
     ScratchSize::new()
         .plus::<f32>(r * d) // basis V
         .plus::<f32>(n * r) // scores U = X V
-        .plus::<u8>(project::subspace_scratch(n, d, r, 0).bytes())
+        .plus::<u8>(project::subspace_scratch(n, d, r, PCA_SAMPLE_ROWS).bytes())
 }
+
+/// Rows (evenly spaced) the 8-dimensional subspace is found from, at most: the leading
+/// directions of a large sample are the whole set's, and the components within the
+/// subspace still come from every row. MNIST-70k: init 0.19-0.21 → 0.14 s, the map's
+/// recall@10 and 10-NN accuracy 0.3571 and 0.9733 against 0.3579 and 0.9734.
+const PCA_SAMPLE_ROWS: usize = 16_384;
 
 /// Projects `x` onto its first `dims` principal components into `y` (`n × dims`), scaled so
 /// the first coordinate has standard deviation `INIT_STD`. A randomised range finder gives an
@@ -54,10 +60,10 @@ pub fn pca_init(
     let v = s.take::<f32>(r * d, "pca basis")?;
     let u = s.take::<f32>(n * r, "pca scores")?;
     let sub = s.take::<u8>(
-        project::subspace_scratch(n, d, r, 0).bytes(),
+        project::subspace_scratch(n, d, r, PCA_SAMPLE_ROWS).bytes(),
         "pca subspace",
     )?;
-    project::dominant_subspace(x, r, 0, seed, par, sub, v)?;
+    project::dominant_subspace(x, r, PCA_SAMPLE_ROWS, seed, par, sub, v)?;
     project::project(x, v, r, par, u)?;
 
     // Centre the scores (the same as centring X), then T = UᵀU in f64. Unused rows and
