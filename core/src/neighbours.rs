@@ -288,8 +288,37 @@ fn rank_candidates(
             let i = i as usize;
             // SAFETY: `order` is a permutation, so row i belongs to this task alone.
             let (ri, rd) = unsafe { (si.range(i * k, (i + 1) * k), sd.range(i * k, (i + 1) * k)) };
+            let cands = &pidx[i * pool..(i + 1) * pool];
+            if pool <= RANK_KEYS {
+                // The k smallest of all the candidates' (distance, index) keys, then sorted:
+                // the heap's result (same order, same ties), without its branches.
+                let mut keys = [0u64; RANK_KEYS];
+                let keys = &mut keys[..pool];
+                let mut quads = cands.chunks_exact(4);
+                let mut at = 0;
+                for q in &mut quads {
+                    let dd = four(i, [q[0], q[1], q[2], q[3]].map(|j| j as usize));
+                    for (&j, dd) in q.iter().zip(dd) {
+                        keys[at] = rank_key(dd, j);
+                        at += 1;
+                    }
+                }
+                for &j in quads.remainder() {
+                    keys[at] = rank_key(one(i, j as usize), j);
+                    at += 1;
+                }
+                if k < pool {
+                    keys.select_nth_unstable(k);
+                }
+                let kept = &mut keys[..k];
+                kept.sort_unstable();
+                for ((r, d), &key) in ri.iter_mut().zip(rd.iter_mut()).zip(kept.iter()) {
+                    (*d, *r) = from_rank_key(key);
+                }
+                continue;
+            }
             let mut len = 0;
-            let quads = pidx[i * pool..(i + 1) * pool].chunks_exact(4);
+            let quads = cands.chunks_exact(4);
             let rest = quads.remainder();
             for q in quads {
                 let dd = four(i, [q[0], q[1], q[2], q[3]].map(|j| j as usize));
@@ -303,6 +332,23 @@ fn rank_candidates(
             knn::heap_sort(rd, ri);
         }
     });
+}
+
+/// Pools up to this many candidates are ranked through a selection on the stack.
+const RANK_KEYS: usize = 512;
+
+/// (distance, index) as one integer that orders like the pair: the distance's bits with the
+/// sign bit flipped, all of them for negative values (cosine distances can round below 0).
+fn rank_key(d: f32, j: u32) -> u64 {
+    let b = d.to_bits();
+    let ordered = if b >> 31 == 1 { !b } else { b | 1 << 31 };
+    ((ordered as u64) << 32) | j as u64
+}
+
+fn from_rank_key(key: u64) -> (f32, u32) {
+    let o = (key >> 32) as u32;
+    let b = if o >> 31 == 1 { o & !(1 << 31) } else { !o };
+    (f32::from_bits(b), key as u32)
 }
 
 /// Row `j` of a byte copy of a matrix with `d` columns.
