@@ -15,7 +15,7 @@ use crate::matrix::MatRef;
 use crate::neighbours;
 use crate::nndescent::NnDescentParams;
 use crate::observer::{Control, Observer, Progress, Stage, enter};
-use crate::parallel::{Parallel, SharedMut, chunk_count};
+use crate::parallel::{Parallel, SharedMut, chunk_count, for_row_chunks_sum};
 use crate::project;
 use crate::scratch::{Scratch, ScratchSize};
 
@@ -372,6 +372,8 @@ pub fn optimize(
 ) -> Result<TsneSummary> {
     params.validate()?;
     let n = p.rows();
+    // Every kernel below indexes through P's rows unchecked.
+    p.check(n)?;
     let dims = params.dims;
     ensure_len("embedding", n * dims, y.len())?;
     let kernel = OutputKernel::new(params.dof)?;
@@ -385,7 +387,6 @@ pub fn optimize(
     }
     let mut s = Scratch::new(scratch);
     let packed = if packs_p(params) {
-        p.check(n)?;
         let bytes = gradient::packed_p_scratch(n, p.nnz()).bytes();
         Some(gradient::pack_p(p, s.take::<u8>(bytes, "packed P")?)?)
     } else {
@@ -404,13 +405,23 @@ pub fn optimize(
     )?;
     gains.fill(1.0);
 
-    // Σ p log p, the constant part of KL(P‖Q).
-    let p_entropy: f64 = p
-        .values
-        .iter()
-        .filter(|&&v| v > 0.0)
-        .map(|&v| v as f64 * libm::log(v as f64))
-        .sum();
+    // Σ p log p, the constant part of KL(P‖Q): by rows in parallel, summed in chunk order.
+    let p_entropy = for_row_chunks_sum(
+        par,
+        n,
+        gradient::TASK_ROWS,
+        attr,
+        0,
+        partials,
+        &|first, rows, _| {
+            let (s, e) = (p.indptr[first], p.indptr[first + rows]);
+            p.values[s..e]
+                .iter()
+                .filter(|&&v| v > 0.0)
+                .map(|&v| v as f64 * libm::log(v as f64))
+                .sum()
+        },
+    );
     let total = params.early_iters + params.iters;
     enter(obs, Stage::Optimize, total)?;
     let mut summary = TsneSummary {
