@@ -113,27 +113,36 @@ fn apply_updates(par: &dyn Parallel, segs: &[&[Update]], heaps: &SharedHeaps) ->
         // near each other (the search runs in a spatial order), and contiguous ranges
         // would give them all to one part.
         let mine = |row: u32| (row as usize / APPLY_ROWS) & (parts - 1) == t;
-        let mut count = 0;
-        // The offers for this part's rows, gathered a block at a time without a branch per
-        // update (with several parts, whether a row is ours follows no pattern), then
-        // applied in the updates' order.
-        let mut offers = [(0u32, 0u32, 0f32); 2 * APPLY_BLOCK];
-        for seg in segs {
-            for block in seg.chunks(APPLY_BLOCK) {
-                let mut m = 0;
-                for u in block {
-                    let d = u.d.abs();
-                    offers[m] = (u.a, u.b, d);
-                    m += mine(u.a) as usize;
-                    offers[m] = (u.b, u.a, d);
-                    m += (u.both() & mine(u.b)) as usize;
+        // The heaps' duplicate scans compare eight indices a step where the CPU has AVX2
+        // (integer compares: the same result either way).
+        let count = crate::cpu::on_avx2(
+            true,
+            #[inline(always)]
+            || {
+                let mut count = 0;
+                // The offers for this part's rows, gathered a block at a time without a
+                // branch per update (with several parts, whether a row is ours follows no
+                // pattern), then applied in the updates' order.
+                let mut offers = [(0u32, 0u32, 0f32); 2 * APPLY_BLOCK];
+                for seg in segs {
+                    for block in seg.chunks(APPLY_BLOCK) {
+                        let mut m = 0;
+                        for u in block {
+                            let d = u.d.abs();
+                            offers[m] = (u.a, u.b, d);
+                            m += mine(u.a) as usize;
+                            offers[m] = (u.b, u.a, d);
+                            m += (u.both() & mine(u.b)) as usize;
+                        }
+                        for &(row, j, d) in &offers[..m] {
+                            // SAFETY: part t alone touches the heaps of its rows.
+                            count += unsafe { heaps.heap(row as usize) }.push(d, j) as usize;
+                        }
+                    }
                 }
-                for &(row, j, d) in &offers[..m] {
-                    // SAFETY: part t alone touches the heaps of its rows.
-                    count += unsafe { heaps.heap(row as usize) }.push(d, j) as usize;
-                }
-            }
-        }
+                count
+            },
+        );
         changed.fetch_add(count, core::sync::atomic::Ordering::Relaxed);
     });
     changed.into_inner()
@@ -434,6 +443,7 @@ fn less(da: f32, ia: u32, db: f32, ib: u32) -> bool {
 
 impl Heap<'_> {
     /// Inserts j unless present or no better than the worst; returns whether it changed.
+    #[inline(always)]
     fn push(&mut self, dv: f32, j: u32) -> bool {
         if dv > *self.worst {
             return false;
