@@ -711,39 +711,49 @@ fn descend<S: Rows>(
                     &mut updates[..rows_in_wave * ppp],
                     ppp,
                     &|t, first, rows, out| {
-                        let mut used = 0usize;
-                        for i in w0 + first..w0 + first + rows {
-                            let nn = &newc[i * mc..i * mc + ncount[i] as usize];
-                            let oo = &oldc[i * mc..i * mc + ocount[i] as usize];
-                            for (ai, &a) in nn.iter().enumerate() {
-                                let mut offer = |b: u32, dv: f32| {
-                                    if a == b {
-                                        return;
-                                    }
-                                    // A heap's worst distance only falls, so a pair
-                                    // refused here would be refused when applied.
-                                    let (to_a, to_b) =
-                                        (dv < threshold(a as usize), dv < threshold(b as usize));
-                                    // Written either way, kept only if wanted: whether
-                                    // a heap wants a pair follows no pattern.
-                                    out[used] = Update::new(a, b, dv, to_a, to_b);
-                                    used += (to_a | to_b) as usize;
-                                };
-                                for part in [&nn[ai + 1..], oo] {
-                                    let mut quads = part.chunks_exact(4);
-                                    for q in &mut quads {
-                                        let bs = [q[0], q[1], q[2], q[3]];
-                                        let d = space.dist4(a as usize, bs.map(|b| b as usize));
-                                        for (b, dv) in bs.into_iter().zip(d) {
-                                            offer(b, dv);
+                        let used = crate::cpu::on_avx2(
+                            true,
+                            #[inline(always)]
+                            || {
+                                let mut used = 0usize;
+                                for i in w0 + first..w0 + first + rows {
+                                    let nn = &newc[i * mc..i * mc + ncount[i] as usize];
+                                    let oo = &oldc[i * mc..i * mc + ocount[i] as usize];
+                                    for (ai, &a) in nn.iter().enumerate() {
+                                        let mut offer = |b: u32, dv: f32| {
+                                            if a == b {
+                                                return;
+                                            }
+                                            // A heap's worst distance only falls, so a pair
+                                            // refused here would be refused when applied.
+                                            let (to_a, to_b) = (
+                                                dv < threshold(a as usize),
+                                                dv < threshold(b as usize),
+                                            );
+                                            // Written either way, kept only if wanted: whether
+                                            // a heap wants a pair follows no pattern.
+                                            out[used] = Update::new(a, b, dv, to_a, to_b);
+                                            used += (to_a | to_b) as usize;
+                                        };
+                                        for part in [&nn[ai + 1..], oo] {
+                                            let mut quads = part.chunks_exact(4);
+                                            for q in &mut quads {
+                                                let bs = [q[0], q[1], q[2], q[3]];
+                                                let d =
+                                                    space.dist4(a as usize, bs.map(|b| b as usize));
+                                                for (b, dv) in bs.into_iter().zip(d) {
+                                                    offer(b, dv);
+                                                }
+                                            }
+                                            for &b in quads.remainder() {
+                                                offer(b, space.dist(a as usize, b as usize));
+                                            }
                                         }
                                     }
-                                    for &b in quads.remainder() {
-                                        offer(b, space.dist(a as usize, b as usize));
-                                    }
                                 }
-                            }
-                        }
+                                used
+                            },
+                        );
                         // SAFETY: task t alone writes slot t.
                         unsafe { upd_counts.range(t, t + 1)[0] = used as u32 };
                     },
