@@ -702,7 +702,6 @@ fn descend<S: Rows>(
             let tasks = chunk_count(rows_in_wave, TASK_ROWS);
             {
                 let worst_r = &*worst;
-                let threshold = |u: usize| -> f32 { worst_r[u] };
                 let upd_counts = SharedMut::new(&mut chunk_updates[..tasks]);
                 for_row_chunks(
                     par,
@@ -711,47 +710,22 @@ fn descend<S: Rows>(
                     &mut updates[..rows_in_wave * ppp],
                     ppp,
                     &|t, first, rows, out| {
+                        let rows = w0 + first..w0 + first + rows;
+                        // Compiled a second time for AVX2 where the CPU has it (the same
+                        // pairs; see `join_rows`).
                         let used = crate::cpu::on_avx2(
                             true,
                             #[inline(always)]
                             || {
-                                let mut used = 0usize;
-                                for i in w0 + first..w0 + first + rows {
-                                    let nn = &newc[i * mc..i * mc + ncount[i] as usize];
-                                    let oo = &oldc[i * mc..i * mc + ocount[i] as usize];
-                                    for (ai, &a) in nn.iter().enumerate() {
-                                        let mut offer = |b: u32, dv: f32| {
-                                            if a == b {
-                                                return;
-                                            }
-                                            // A heap's worst distance only falls, so a pair
-                                            // refused here would be refused when applied.
-                                            let (to_a, to_b) = (
-                                                dv < threshold(a as usize),
-                                                dv < threshold(b as usize),
-                                            );
-                                            // Written either way, kept only if wanted: whether
-                                            // a heap wants a pair follows no pattern.
-                                            out[used] = Update::new(a, b, dv, to_a, to_b);
-                                            used += (to_a | to_b) as usize;
-                                        };
-                                        for part in [&nn[ai + 1..], oo] {
-                                            let mut quads = part.chunks_exact(4);
-                                            for q in &mut quads {
-                                                let bs = [q[0], q[1], q[2], q[3]];
-                                                let d =
-                                                    space.dist4(a as usize, bs.map(|b| b as usize));
-                                                for (b, dv) in bs.into_iter().zip(d) {
-                                                    offer(b, dv);
-                                                }
-                                            }
-                                            for &b in quads.remainder() {
-                                                offer(b, space.dist(a as usize, b as usize));
-                                            }
-                                        }
-                                    }
-                                }
-                                used
+                                join_rows(
+                                    space,
+                                    (newc, oldc),
+                                    (ncount, ocount),
+                                    mc,
+                                    worst_r,
+                                    rows,
+                                    out,
+                                )
                             },
                         );
                         // SAFETY: task t alone writes slot t.
@@ -801,6 +775,54 @@ fn descend<S: Rows>(
         }
     });
     Ok(())
+}
+
+/// The local join of `rows`: each point's new candidates paired with each other and with
+/// its old ones, every pair that either heap may want written to `out` (in this order);
+/// returns how many were written. `cands` and `counts`: the new and the old lists.
+#[inline(always)]
+fn join_rows<S: Rows>(
+    space: &S,
+    cands: (&[u32], &[u32]),
+    counts: (&[u32], &[u32]),
+    mc: usize,
+    worst: &[f32],
+    rows: core::ops::Range<usize>,
+    out: &mut [Update],
+) -> usize {
+    let mut used = 0usize;
+    for i in rows {
+        let nn = &cands.0[i * mc..i * mc + counts.0[i] as usize];
+        let oo = &cands.1[i * mc..i * mc + counts.1[i] as usize];
+        for (ai, &a) in nn.iter().enumerate() {
+            let mut offer = |b: u32, dv: f32| {
+                if a == b {
+                    return;
+                }
+                // A heap's worst distance only falls, so a pair refused here would be
+                // refused when applied.
+                let (to_a, to_b) = (dv < worst[a as usize], dv < worst[b as usize]);
+                // Written either way, kept only if wanted: whether a heap wants a pair
+                // follows no pattern.
+                out[used] = Update::new(a, b, dv, to_a, to_b);
+                used += (to_a | to_b) as usize;
+            };
+            for part in [&nn[ai + 1..], oo] {
+                let mut quads = part.chunks_exact(4);
+                for q in &mut quads {
+                    let bs = [q[0], q[1], q[2], q[3]];
+                    let d = space.dist4(a as usize, bs.map(|b| b as usize));
+                    for (b, dv) in bs.into_iter().zip(d) {
+                        offer(b, dv);
+                    }
+                }
+                for &b in quads.remainder() {
+                    offer(b, space.dist(a as usize, b as usize));
+                }
+            }
+        }
+    }
+    used
 }
 
 /// The heap arrays shared by tasks that each own a disjoint set of rows.
