@@ -871,3 +871,38 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod p_check_tests {
+    use super::*;
+    use crate::Silent;
+
+    /// A malformed P is refused by name on every path, not only the packed 2-D one.
+    #[test]
+    fn malformed_p_is_refused_before_optimising_in_3_d() {
+        let bad = CsrRef {
+            indptr: &[0, 1, 2],
+            indices: &[1, 7],
+            values: &[0.5, 0.5],
+        };
+        let params = TsneParams {
+            dims: 3,
+            ..Default::default()
+        };
+        let mut y = vec![0.0f32; 2 * 3];
+        let before = y.clone();
+        let mut sc = vec![0u8; optimize_scratch(2, 2, &params).bytes()];
+        let r = optimize(bad, &params, &crate::Serial, &mut Silent, &mut sc, &mut y);
+        assert!(
+            matches!(
+                r,
+                Err(Error::InvalidParameter {
+                    name: "sparse matrix",
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        assert_eq!(y, before, "the embedding is left as it was");
+    }
+}
